@@ -1,0 +1,142 @@
+"""The safety layer: the only path from a command to an Arm.
+
+Chain (in order): shape / NaN check -> clip to joint limits (with a margin) -> cap the
+per-tick change -> send. A watchdog holds the measured position when no fresh command
+arrives in time. Holding never releases torque: a gravity-loaded arm must not drop.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hardware.arm import Arm, ArmState
+
+
+class UnsafeCommandError(ValueError):
+    """A command was refused (wrong shape, NaN/inf); the arm was told to hold instead."""
+
+
+@dataclass
+class SafetyConfig:
+    limit_margin: float = 0.0          # shrink the joint range by this much on each side
+    max_step: tuple[float, ...] | None = None  # per-tick change cap; default: the RobotSpec's
+    watchdog_s: float = 0.2            # hold if no command for this long
+    dry_run: bool = False              # check commands but never send them
+
+
+@dataclass
+class SafetyEvents:
+    """Counters shown in the console's status panel."""
+    rejected: int = 0
+    clipped: int = 0
+    rate_limited: int = 0
+    watchdog_holds: int = 0
+    last_error: str = ""
+    log: list[str] = field(default_factory=list)
+
+    def note(self, message: str) -> None:
+        self.last_error = message
+        self.log.append(f"{time.strftime('%H:%M:%S')} {message}")
+        del self.log[:-50]
+
+
+class SafeArm:
+    """Wraps an Arm; every command passes `command()`, and `tick()` runs the watchdog."""
+
+    def __init__(self, arm: Arm, config: SafetyConfig | None = None):
+        self.arm = arm
+        self.config = config or SafetyConfig()
+        spec = arm.spec
+        m = self.config.limit_margin
+        self.lower = np.asarray(spec.lower, dtype=np.float64) + m
+        self.upper = np.asarray(spec.upper, dtype=np.float64) - m
+        if np.any(self.lower > self.upper):
+            raise ValueError(f"limit_margin {m} leaves no joint range for robot '{spec.name}'")
+        step = self.config.max_step if self.config.max_step is not None else spec.max_step
+        self.max_step = None if step is None else np.asarray(step, dtype=np.float64)
+        self.events = SafetyEvents()
+        self._lock = threading.Lock()
+        self._last_sent: np.ndarray | None = None
+        self._last_command_time = -np.inf
+        self._holding = True
+
+    @property
+    def spec(self):
+        return self.arm.spec
+
+    @property
+    def holding(self) -> bool:
+        """True while the watchdog or a refusal has the arm holding its measured position."""
+        return self._holding
+
+    def read_state(self) -> ArmState:
+        return self.arm.read_state()
+
+    def command(self, target, now: float | None = None) -> np.ndarray:
+        """Check, clip and rate-limit a target, send it, and return what was sent."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            target = np.asarray(target, dtype=np.float64)
+            n = self.spec.action_dim
+            if target.shape != (n,):
+                self._refuse(f"command has shape {target.shape}, robot '{self.spec.name}' needs ({n},)")
+            if not np.all(np.isfinite(target)):
+                bad = [self.spec.joint_names[i] for i in np.flatnonzero(~np.isfinite(target))]
+                self._refuse(f"command contains NaN/inf for {', '.join(bad)}")
+            clipped = np.clip(target, self.lower, self.upper)
+            if not np.array_equal(clipped, target):
+                self.events.clipped += 1
+            reference = self._reference()
+            if self.max_step is not None:
+                limited = np.clip(clipped, reference - self.max_step, reference + self.max_step)
+                if not np.array_equal(limited, clipped):
+                    self.events.rate_limited += 1
+                clipped = limited
+            self._send(clipped)
+            self._last_command_time = now
+            self._holding = False
+            return clipped
+
+    def hold(self) -> np.ndarray:
+        """Hold the measured position now (STOP, watchdog, refusals)."""
+        with self._lock:
+            return self._hold_locked()
+
+    def tick(self, now: float | None = None) -> bool:
+        """Run the watchdog; returns True if it made the arm hold on this call."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            if self._holding or now - self._last_command_time <= self.config.watchdog_s:
+                return False
+            self.events.watchdog_holds += 1
+            self.events.note(f"watchdog: no command for {self.config.watchdog_s * 1000:.0f} ms, holding")
+            self._hold_locked()
+            return True
+
+    # -- internals -------------------------------------------------------------------------
+    def _reference(self) -> np.ndarray:
+        # Rate-limit against what we last sent; after a hold, against the measured position,
+        # so that the first command after a hold cannot jump.
+        if self._last_sent is None or self._holding:
+            return np.asarray(self.arm.read_state().position, dtype=np.float64)
+        return self._last_sent
+
+    def _send(self, target: np.ndarray) -> None:
+        self._last_sent = target.copy()
+        if not self.config.dry_run:
+            self.arm.command(target.astype(np.float32))
+
+    def _hold_locked(self) -> np.ndarray:
+        position = np.asarray(self.arm.read_state().position, dtype=np.float64)
+        self._send(position)
+        self._holding = True
+        return position
+
+    def _refuse(self, message: str) -> None:
+        self.events.rejected += 1
+        self.events.note(f"refused: {message}; holding")
+        self._hold_locked()
+        raise UnsafeCommandError(f"{message}. The arm is holding its position; fix the command source.")

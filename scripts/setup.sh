@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Idempotent set-up on Debian/Ubuntu: system packages, a virtual environment in .venv,
+# CPU torch (pinned), then this project with its test extras. A second run skips what is done.
+#   WAM_TORCH_SPEC  what pip installs for torch (default torch==2.13.0, the CPU build here).
+#                   GPU users: set it to their CUDA build, e.g.
+#                   WAM_TORCH_SPEC="torch --index-url <the CUDA wheel index from pytorch.org>"
+#   WAM_VENV        where the virtual environment lives (default .venv)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${WAM_VENV:-.venv}
+TORCH_SPEC=${WAM_TORCH_SPEC:-torch==2.13.0}
+PY=${WAM_PYTHON:-python3}
+
+apt_pkgs="libusb-1.0-0 libudev1 libosmesa6 libgl1 ffmpeg chromium fonts-dejavu-core"
+missing=""
+for p in $apt_pkgs; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    echo "[setup] installing Debian packages:$missing"
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+fi
+
+[ -x "$VENV/bin/python" ] || { echo "[setup] creating $VENV"; "$PY" -m venv "$VENV"; }
+stamp="$VENV/.installed-$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+    echo "[setup] installing $TORCH_SPEC and the project into $VENV"
+    # shellcheck disable=SC2086
+    "$VENV/bin/pip" install -q $TORCH_SPEC
+    "$VENV/bin/pip" install -q -e ".[test]"
+    rm -f "$VENV"/.installed-*
+    touch "$stamp"
+fi
