@@ -57,6 +57,9 @@ class SafeArm:
             raise ValueError(f"limit_margin {m} leaves no joint range for robot '{spec.name}'")
         step = self.config.max_step if self.config.max_step is not None else spec.max_step
         self.max_step = None if step is None else np.asarray(step, dtype=np.float64)
+        if self.max_step is not None and self.max_step.shape != (spec.action_dim,):
+            raise ValueError(f"SafetyConfig.max_step has {self.max_step.size} entries, robot '{spec.name}' "
+                             f"has {spec.action_dim} joints: give one cap per joint")
         self.events = SafetyEvents()
         self._lock = threading.Lock()
         self._last_sent: np.ndarray | None = None
@@ -79,7 +82,10 @@ class SafeArm:
         """Check, clip and rate-limit a target, send it, and return what was sent."""
         now = time.monotonic() if now is None else now
         with self._lock:
-            target = np.asarray(target, dtype=np.float64)
+            try:
+                target = np.asarray(target, dtype=np.float64)
+            except (TypeError, ValueError):
+                self._refuse(f"command {target!r:.80} is not numeric")
             n = self.spec.action_dim
             if target.shape != (n,):
                 self._refuse(f"command has shape {target.shape}, robot '{self.spec.name}' needs ({n},)")

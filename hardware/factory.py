@@ -1,0 +1,160 @@
+"""Build cameras from their configs, and read a rig file (cameras + arm + safety) into configs.
+
+A rig file is TOML (or JSON with the same structure):
+
+    [arm]
+    adapter = "sim"
+
+    [safety]
+    watchdog_s = 0.2
+
+    [[cameras]]
+    name = "head"
+    adapter = "realsense"
+    serial = "817612070123"
+    width = 640
+    height = 480
+    use_depth = true
+    options = { wait_ms = 200 }
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import os
+import tomllib
+from dataclasses import dataclass, field
+from typing import Callable
+
+from hardware.arm import ArmConfig
+from hardware.camera import Camera, CameraConfig
+from hardware.safety import SafetyConfig
+
+
+def _realsense(config: CameraConfig) -> Camera:
+    from hardware.realsense import RealSenseCamera
+    return RealSenseCamera(config)
+
+
+def _opencv(config: CameraConfig) -> Camera:
+    from hardware.opencv_camera import OpenCVCamera
+    return OpenCVCamera(config)
+
+
+def _replay(config: CameraConfig) -> Camera:
+    from hardware.replay_camera import ReplayCamera
+    return ReplayCamera(config)
+
+
+# Imported lazily so that a rig without RealSense cameras never loads librealsense.
+CAMERA_ADAPTERS: dict[str, Callable[[CameraConfig], Camera]] = {
+    "realsense": _realsense,
+    "opencv": _opencv,
+    "replay": _replay,
+}
+SIM_ADAPTER = "sim"
+
+
+def _unknown_name(kind: str, name: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(name, valid, n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return f"unknown {kind} '{name}'; valid names: {', '.join(valid)}.{hint}"
+
+
+def make_camera(config: CameraConfig) -> Camera:
+    """The Camera for config.adapter; sim cameras belong to the simulated robot instead."""
+    if config.adapter == SIM_ADAPTER:
+        raise ValueError(
+            f"camera '{config.name}' uses the 'sim' adapter: sim cameras render the simulated scene, so "
+            "they come from the simulated robot (hardware.sim.robot.SimRobot, its cameras by name), "
+            "not from make_camera; use make_cameras(configs, sim_cameras=robot.cameras)")
+    factory = CAMERA_ADAPTERS.get(config.adapter)
+    if factory is None:
+        raise ValueError(f"camera '{config.name}': " +
+                         _unknown_name("camera adapter", config.adapter, sorted(CAMERA_ADAPTERS) + [SIM_ADAPTER]))
+    return factory(config)
+
+
+def make_cameras(configs: list[CameraConfig], sim_cameras: dict[str, Camera] | None = None) -> dict[str, Camera]:
+    """Cameras by name; 'sim' entries are taken from sim_cameras (the simulated robot's)."""
+    cameras: dict[str, Camera] = {}
+    for config in configs:
+        if config.adapter == SIM_ADAPTER and sim_cameras is not None:
+            if config.name not in sim_cameras:
+                raise ValueError(f"sim camera '{config.name}' does not exist; the simulation has "
+                                 f"{sorted(sim_cameras)}")
+            cameras[config.name] = sim_cameras[config.name]
+        else:
+            cameras[config.name] = make_camera(config)
+    return cameras
+
+
+@dataclass
+class RigConfig:
+    """Everything hardware-side a session needs: cameras, the arm adapter, the safety settings."""
+    cameras: list[CameraConfig] = field(default_factory=list)
+    arm: ArmConfig = field(default_factory=ArmConfig)
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
+
+
+def _build(cls, data, where: str):
+    if not isinstance(data, dict):
+        raise ValueError(f"{where} must be a table of settings, got {type(data).__name__}")
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            raise ValueError(f"{where}: " + _unknown_name("setting", key, names))
+    try:
+        return cls(**data)
+    except TypeError as e:
+        raise ValueError(f"{where}: {e}") from None
+
+
+def rig_from_dict(data: dict, where: str = "rig") -> RigConfig:
+    for key in data:
+        if key not in ("cameras", "arm", "safety"):
+            raise ValueError(f"{where}: " + _unknown_name("section", key, ["arm", "cameras", "safety"]))
+    cameras_data = data.get("cameras", [])
+    if not isinstance(cameras_data, list):
+        raise ValueError(f"{where}: 'cameras' must be a list ([[cameras]] in TOML)")
+    cameras = []
+    for i, entry in enumerate(cameras_data):
+        label = f"{where}: cameras[{i}]" + (f" ('{entry['name']}')" if isinstance(entry, dict) and "name" in entry else "")
+        if not isinstance(entry, dict) or "name" not in entry:
+            raise ValueError(f"{label} needs a name (the camera's role, e.g. \"head\")")
+        camera = _build(CameraConfig, entry, label)
+        if camera.adapter != SIM_ADAPTER and camera.adapter not in CAMERA_ADAPTERS:
+            raise ValueError(f"{label}: " + _unknown_name(
+                "camera adapter", camera.adapter, sorted(CAMERA_ADAPTERS) + [SIM_ADAPTER]))
+        if camera.serial is not None:
+            camera.serial = str(camera.serial)   # TOML reads an unquoted serial as a number
+        cameras.append(camera)
+    names = [c.name for c in cameras]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"{where}: camera names must be unique; repeated: {duplicates}")
+    safety_data = dict(data.get("safety", {}))
+    if safety_data.get("max_step") is not None:
+        safety_data["max_step"] = tuple(safety_data["max_step"])
+    return RigConfig(cameras=cameras, arm=_build(ArmConfig, data.get("arm", {}), f"{where}: [arm]"),
+                     safety=_build(SafetyConfig, safety_data, f"{where}: [safety]"))
+
+
+def load_rig(path: str) -> RigConfig:
+    """Read a .toml or .json rig file into configs; errors name the file and the bad setting."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"rig file {path} does not exist")
+    suffix = os.path.splitext(path)[1].lower()
+    try:
+        if suffix == ".toml":
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        elif suffix == ".json":
+            with open(path) as f:
+                data = json.load(f)
+        else:
+            raise ValueError(f"rig file {path}: use a .toml or .json file")
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"rig file {path} is not valid {suffix[1:].upper()}: {e}") from None
+    return rig_from_dict(data, where=f"rig file {path}")

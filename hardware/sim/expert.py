@@ -1,0 +1,214 @@
+"""Scripted experts: a fixed sequence of tool-point waypoints per task, solved with IK.
+
+Every episode of a task follows the same strategy (same phases, same durations); only
+the object positions differ. Waypoints are interpolated with a smooth (cubic ease)
+profile and each tick's IK is warm-started from the previous tick's solution, so joint
+targets are smooth and never jump. Waypoints that depend on objects are evaluated when
+their phase starts, from the simulation's current state.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Union
+
+import numpy as np
+
+from hardware.sim.env import SIDES, SimEnv
+from hardware.sim.ik import ArmIK, top_down
+from hardware.sim.tasks import object_half_height, object_pos
+
+OPEN, CLOSED = 1.0, 0.0
+DOWN_X = np.pi        # top-down, fingers closing along world x (the arms' natural wrist pose)
+DOWN_Y = np.pi / 2    # top-down, fingers closing along world y
+HOVER_Z = 0.12        # tool-point height for moving above objects
+GRASP_BELOW_TOP = 0.017  # tool point (pad centre) this far below an object's top when grasping
+MIN_TOOL_Z = 0.022       # pads (2 cm half-length) stay just above the table
+
+Vec = Union[np.ndarray, Callable[[SimEnv], np.ndarray]]
+
+
+@dataclass
+class Pose:
+    """Where one arm's tool point should be at the end of a phase."""
+    pos: Vec
+    yaw: float = DOWN_X
+    grip: float = OPEN
+
+
+@dataclass
+class Phase:
+    ticks: int
+    arms: dict[str, Pose] = field(default_factory=dict)  # an arm not listed keeps its last pose
+
+
+def _at(obj: str, dx: float = 0.0, dy: float = 0.0, z: float | None = None,
+        dz_from_top: float | None = None) -> Callable[[SimEnv], np.ndarray]:
+    """A position relative to an object's current pose, evaluated when the phase starts."""
+    def fn(env: SimEnv) -> np.ndarray:
+        p = object_pos(env.model, env.data, obj)
+        if dz_from_top is not None:
+            zz = p[2] + object_half_height(env.model, obj) + dz_from_top
+        else:
+            zz = p[2] if z is None else z
+        return np.array([p[0] + dx, p[1] + dy, max(zz, MIN_TOOL_Z)])
+    return fn
+
+
+def _top(obj: str) -> Callable[[SimEnv], float]:
+    return lambda env: object_pos(env.model, env.data, obj)[2] + object_half_height(env.model, obj)
+
+
+def _pick_and_place(arm: str, obj: str, dest: str, place_gap: float = 0.006) -> list[Phase]:
+    """Top-down pick of `obj`, put it down on top of `dest`, release, retreat."""
+    grasp = _at(obj, dz_from_top=-GRASP_BELOW_TOP)
+
+    def place(env: SimEnv) -> np.ndarray:
+        # Tool point such that the held object's bottom ends place_gap above dest's top;
+        # the grip offset is measured now, so a grasp that slipped is still placed right.
+        p = object_pos(env.model, env.data, dest)
+        bottom_to_tool = object_half_height(env.model, obj) + _tool_to_object_z(env, arm, obj)
+        return np.array([p[0], p[1], _top(dest)(env) + place_gap + bottom_to_tool])
+
+    def retreat(env: SimEnv) -> np.ndarray:
+        return place(env) + np.array([0.0, 0.0, 0.08])
+
+    return [
+        Phase(15, {arm: Pose(_at(obj, z=HOVER_Z))}),
+        Phase(8, {arm: Pose(grasp)}),
+        Phase(5, {arm: Pose(grasp, grip=CLOSED)}),
+        Phase(8, {arm: Pose(_at(obj, z=HOVER_Z + 0.02), grip=CLOSED)}),
+        Phase(12, {arm: Pose(_at(dest, z=HOVER_Z + 0.02), grip=CLOSED)}),
+        Phase(7, {arm: Pose(place, grip=CLOSED)}),
+        Phase(4, {arm: Pose(place, grip=OPEN)}),
+        Phase(7, {arm: Pose(retreat, grip=OPEN)}),
+    ]
+
+
+def _tool_to_object_z(env: SimEnv, arm: str, obj: str) -> float:
+    """How far the tool point sits above the held object's centre (measured now)."""
+    tool = env.data.site_xpos[env.model.site(f"{arm}/tcp").id]
+    return float(tool[2] - object_pos(env.model, env.data, obj)[2])
+
+
+def _handover() -> list[Phase]:
+    """Left picks the bar by its left half and lifts it to the middle; right grips the right
+    half from above; left lets go and backs off; right carries the bar away."""
+    bar, grasp_dz, offset = "yellow_bar", -0.010, 0.035
+    left_grasp = _at(bar, dx=-offset, dz_from_top=grasp_dz)
+    right_grasp = _at(bar, dx=offset, dz_from_top=grasp_dz)
+    meet = np.array([0.0, 0.30, 0.18])            # the bar's centre during the exchange
+    left_at_meet = meet - [offset, 0.0, 0.0]
+    return [
+        Phase(14, {"left": Pose(_at(bar, dx=-offset, z=HOVER_Z), yaw=DOWN_Y),
+                   "right": Pose(np.array([0.16, 0.30, 0.24]), yaw=DOWN_Y)}),
+        Phase(8, {"left": Pose(left_grasp, yaw=DOWN_Y)}),
+        Phase(5, {"left": Pose(left_grasp, yaw=DOWN_Y, grip=CLOSED)}),
+        Phase(8, {"left": Pose(_at(bar, dx=-offset, z=HOVER_Z), yaw=DOWN_Y, grip=CLOSED)}),
+        Phase(12, {"left": Pose(left_at_meet, yaw=DOWN_Y, grip=CLOSED),
+                   "right": Pose(meet + [offset, 0.0, 0.08], yaw=DOWN_Y)}),
+        Phase(8, {"right": Pose(right_grasp, yaw=DOWN_Y)}),
+        Phase(5, {"right": Pose(right_grasp, yaw=DOWN_Y, grip=CLOSED)}),
+        Phase(4, {"left": Pose(left_at_meet, yaw=DOWN_Y, grip=OPEN)}),
+        Phase(10, {"left": Pose(np.array([-0.16, 0.26, 0.26]), yaw=DOWN_Y, grip=OPEN),
+                   "right": Pose(np.array([0.1, 0.30, 0.2]), yaw=DOWN_Y, grip=CLOSED)}),
+    ]
+
+
+SCRIPTS: dict[str, Callable[[], list[Phase]]] = {
+    "put_red_on_plate": lambda: _pick_and_place("right", "red_block", "plate"),
+    "put_blue_on_plate": lambda: _pick_and_place("right", "blue_block", "plate"),
+    "handover_bar": _handover,
+    "stack_green_on_purple": lambda: _pick_and_place("left", "green_block", "purple_block"),
+}
+
+
+def _smooth(s: float) -> float:
+    return s * s * (3.0 - 2.0 * s)
+
+
+class Expert:
+    """Produces the next 14-d joint target each call of act(); call once per env.step()."""
+
+    def __init__(self, env: SimEnv):
+        if env.task.name not in SCRIPTS:
+            raise ValueError(f"no scripted expert for task '{env.task.name}'; have: {', '.join(SCRIPTS)}")
+        self.env = env
+        self.phases = SCRIPTS[env.task.name]()
+        self.ik = {s: ArmIK(env.model, s) for s in SIDES}
+        target = env.target.astype(np.float64)
+        self.q = {s: target[7 * i:7 * i + 6].copy() for i, s in enumerate(SIDES)}
+        self.grip = {s: float(target[7 * i + 6]) for i, s in enumerate(SIDES)}
+        # Commanded tool-point pose per arm (position, yaw); home points straight down.
+        self.pose = {s: (self.ik[s].forward(self.q[s])[0], DOWN_X) for s in SIDES}
+        self.phase_index = -1
+        self.tick_in_phase = 0
+        self._start: dict[str, tuple[np.ndarray, float, float]] = {}
+        self._goal: dict[str, tuple[np.ndarray, float, float]] = {}
+
+    @property
+    def done(self) -> bool:
+        """True once the script has finished (the expert then holds its last pose)."""
+        return self.phase_index >= len(self.phases)
+
+    def act(self) -> np.ndarray:
+        if self.phase_index < 0 or (not self.done and self.tick_in_phase >= self.phases[self.phase_index].ticks):
+            self._begin_phase(self.phase_index + 1)
+        if not self.done:
+            self.tick_in_phase += 1
+            ticks = self.phases[self.phase_index].ticks
+            s = _smooth(self.tick_in_phase / ticks)
+            g = min(1.0, self.tick_in_phase / max(1, ticks - 1))   # grippers: linear, done a tick early
+            for arm, (p0, yaw0, g0) in self._start.items():
+                p1, yaw1, g1 = self._goal[arm]
+                pos, yaw = p0 + s * (p1 - p0), yaw0 + s * (yaw1 - yaw0)
+                self.q[arm] = self.ik[arm].solve(self.q[arm], pos, top_down(yaw))
+                self.grip[arm] = g0 + (g1 - g0) * g
+                self.pose[arm] = (pos, yaw)
+        return np.concatenate([np.append(self.q[s], self.grip[s]) for s in SIDES]).astype(np.float32)
+
+    def _begin_phase(self, index: int) -> None:
+        self.phase_index = index
+        self.tick_in_phase = 0
+        self._start, self._goal = {}, {}
+        if self.done:
+            return
+        for arm, pose in self.phases[index].arms.items():
+            pos = pose.pos(self.env) if callable(pose.pos) else np.asarray(pose.pos, dtype=np.float64)
+            p0, yaw0 = self.pose[arm]
+            self._start[arm] = (p0.copy(), yaw0, self.grip[arm])
+            self._goal[arm] = (np.asarray(pos, dtype=np.float64), pose.yaw, pose.grip)
+
+
+def make_expert(env: SimEnv) -> Expert:
+    """The scripted expert for env's current task; create it right after env.reset()."""
+    return Expert(env)
+
+
+@dataclass
+class EpisodeResult:
+    success: bool
+    steps: int                 # control ticks run
+    success_step: int | None   # first tick at which the task counted as done
+
+
+def run_expert_episode(env: SimEnv, task: str | None = None, seed: int | None = None,
+                       on_step: Callable[[np.ndarray], None] | None = None) -> EpisodeResult:
+    """Reset, then run the expert until the task is done and the script finished, or max_steps.
+
+    Success means the task's check holds at the end of the episode.
+    on_step(action) is called after every env.step (e.g. to render and record a frame).
+    """
+    env.reset(task=task, seed=seed)
+    expert = make_expert(env)
+    success_step = None
+    steps = 0
+    for steps in range(1, env.task.max_steps + 1):
+        action = expert.act()
+        env.step(action)
+        if on_step is not None:
+            on_step(action)
+        if success_step is None and env.success():
+            success_step = steps
+        if success_step is not None and expert.done:
+            break
+    return EpisodeResult(success=env.success(), steps=steps, success_step=success_step)

@@ -1,0 +1,168 @@
+"""SafeArm on its own: every refusal holds, limits and per-tick caps hold, the watchdog fires
+after its interval and not before, dry-run sends nothing."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from hardware.arm import Arm, ArmState, RobotSpec
+from hardware.safety import SafeArm, SafetyConfig, UnsafeCommandError
+
+SPEC = RobotSpec(name="test-3dof", joint_names=("shoulder", "elbow", "gripper"),
+                 lower=(-1.0, -2.0, 0.0), upper=(1.0, 2.0, 1.0), home=(0.0, 0.5, 0.5),
+                 gripper_indices=(2,), control_hz=10.0, max_step=(0.1, 0.2, 0.5))
+
+
+class RecordingArm(Arm):
+    """Implements the Arm interface exactly: records each command and moves there at once."""
+
+    def __init__(self, spec: RobotSpec = SPEC):
+        self.spec = spec
+        self.position = np.asarray(spec.home, dtype=np.float32)
+        self.commands: list[np.ndarray] = []
+        self._connected = False
+
+    def connect(self) -> None:
+        self._connected = True
+
+    def disconnect(self) -> None:
+        self.hold()
+        self._connected = False
+
+    @property
+    def is_connected(self) -> bool:
+        return self._connected
+
+    def read_state(self) -> ArmState:
+        return ArmState(position=self.position.copy(), timestamp=time.monotonic(),
+                        target=self.commands[-1] if self.commands else None)
+
+    def command(self, target: np.ndarray) -> None:
+        assert target.shape == (self.spec.action_dim,) and np.all(np.isfinite(target))
+        self.commands.append(np.array(target))
+        self.position = np.array(target, dtype=np.float32)
+
+
+@pytest.fixture
+def arm() -> RecordingArm:
+    a = RecordingArm()
+    a.connect()
+    return a
+
+
+def test_small_step_within_limits_passes_unchanged(arm):
+    safe = SafeArm(arm)
+    sent = safe.command([0.05, 0.6, 0.4], now=0.0)
+    np.testing.assert_allclose(sent, [0.05, 0.6, 0.4])
+    np.testing.assert_allclose(arm.commands[-1], [0.05, 0.6, 0.4], rtol=1e-6)
+    assert not safe.holding and safe.events.clipped == 0 and safe.events.rate_limited == 0
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_nan_and_inf_are_refused_with_a_hold(arm, bad):
+    safe = SafeArm(arm)
+    safe.command([0.05, 0.6, 0.5], now=0.0)
+    before = arm.position.copy()
+    with pytest.raises(UnsafeCommandError, match="NaN/inf for elbow"):
+        safe.command([0.0, bad, 0.5], now=0.1)
+    assert safe.holding and safe.events.rejected == 1
+    np.testing.assert_array_equal(arm.commands[-1], before)   # the hold re-sent the measured position
+    assert all(np.all(np.isfinite(c)) for c in arm.commands)
+    assert "refused" in safe.events.last_error
+
+
+@pytest.mark.parametrize("shape", [(2,), (4,), (1, 3), ()])
+def test_wrong_shape_is_refused_with_a_hold(arm, shape):
+    safe = SafeArm(arm)
+    with pytest.raises(UnsafeCommandError, match=r"needs \(3,\)"):
+        safe.command(np.zeros(shape), now=0.0)
+    assert safe.holding and len(arm.commands) == 1
+    np.testing.assert_array_equal(arm.commands[0], np.asarray(SPEC.home, np.float32))
+
+
+@pytest.mark.parametrize("junk", [None, "home", [0.1, "x", 0.2], [[0.1], [0.2, 0.3]]])
+def test_non_numeric_commands_are_refused_with_a_hold(arm, junk):
+    safe = SafeArm(arm)
+    with pytest.raises(UnsafeCommandError, match="not numeric|needs"):
+        safe.command(junk, now=0.0)
+    assert safe.holding and safe.events.rejected == 1
+
+
+def test_targets_are_clipped_to_limits_with_margin(arm):
+    safe = SafeArm(arm, SafetyConfig(limit_margin=0.1, max_step=(10.0, 10.0, 10.0)))
+    sent = safe.command([5.0, -5.0, 2.0], now=0.0)
+    np.testing.assert_allclose(sent, [0.9, -1.9, 0.9])
+    assert safe.events.clipped == 1
+    assert np.all(arm.position <= np.asarray(SPEC.upper) - 0.1 + 1e-6)
+    with pytest.raises(ValueError, match="no joint range"):
+        SafeArm(arm, SafetyConfig(limit_margin=0.6))
+
+
+def test_per_tick_change_is_capped_from_the_measured_pose(arm):
+    safe = SafeArm(arm)   # max_step from the RobotSpec: (0.1, 0.2, 0.5)
+    home = np.asarray(SPEC.home)
+    sent = safe.command([1.0, 2.0, 1.0], now=0.0)
+    np.testing.assert_allclose(sent, home + [0.1, 0.2, 0.5])
+    assert safe.events.rate_limited == 1
+    # Repeating the far target walks there one capped step per tick, never more.
+    positions = [arm.position.copy()]
+    for tick in range(1, 20):
+        safe.command([1.0, 2.0, 1.0], now=tick * 0.1)
+        positions.append(arm.position.copy())
+    steps = np.abs(np.diff(np.asarray(positions), axis=0))
+    assert np.all(steps <= np.asarray(SPEC.max_step) + 1e-6)
+    np.testing.assert_allclose(positions[-1], [1.0, 2.0, 1.0], atol=1e-6)
+
+
+def test_first_command_after_a_hold_cannot_jump(arm):
+    safe = SafeArm(arm)
+    safe.command([0.1, 0.6, 0.5], now=0.0)
+    arm.position = np.array([-0.5, 0.0, 0.5], np.float32)   # pushed away while holding
+    safe.hold()
+    sent = safe.command([0.1, 0.6, 0.5], now=0.1)
+    np.testing.assert_allclose(sent, [-0.4, 0.2, 0.5], atol=1e-6)   # capped from the measured pose
+
+
+def test_watchdog_holds_after_the_interval_and_not_before(arm):
+    safe = SafeArm(arm, SafetyConfig(watchdog_s=0.2))
+    assert safe.tick(now=100.0) is False          # nothing commanded yet: already holding
+    safe.command([0.05, 0.6, 0.5], now=10.0)
+    n = len(arm.commands)
+    assert safe.tick(now=10.1) is False
+    assert safe.tick(now=10.2) is False           # exactly at the interval: still fresh
+    assert len(arm.commands) == n and not safe.holding
+    arm.position = np.array([0.07, 0.61, 0.5], np.float32)   # where the arm really is
+    assert safe.tick(now=10.25) is True
+    assert safe.holding and safe.events.watchdog_holds == 1
+    np.testing.assert_allclose(arm.commands[-1], [0.07, 0.61, 0.5])   # holds the measured position
+    assert safe.tick(now=11.0) is False           # one hold, not one per tick
+    safe.command([0.1, 0.6, 0.5], now=11.0)       # a fresh command resumes
+    assert not safe.holding and safe.tick(now=11.1) is False
+
+
+def test_watchdog_with_real_clock(arm):
+    safe = SafeArm(arm, SafetyConfig(watchdog_s=0.05))
+    safe.command([0.05, 0.6, 0.5])
+    assert safe.tick() is False
+    time.sleep(0.08)
+    assert safe.tick() is True
+
+
+def test_dry_run_checks_but_sends_nothing(arm):
+    safe = SafeArm(arm, SafetyConfig(dry_run=True))
+    sent = safe.command([5.0, 0.5, 0.5], now=0.0)
+    np.testing.assert_allclose(sent, [0.1, 0.5, 0.5])   # still clipped and capped
+    with pytest.raises(UnsafeCommandError):
+        safe.command([np.nan, 0.5, 0.5], now=0.1)
+    safe.hold()
+    safe.command([0.05, 0.5, 0.5], now=1.0)
+    assert safe.tick(now=5.0) is True
+    assert arm.commands == []
+    np.testing.assert_array_equal(arm.position, np.asarray(SPEC.home, np.float32))
+
+
+def test_wrong_length_max_step_is_refused_at_construction(arm):
+    with pytest.raises(ValueError, match="max_step has 2 entries"):
+        SafeArm(arm, SafetyConfig(max_step=(0.1, 0.1)))
