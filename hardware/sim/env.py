@@ -24,7 +24,6 @@ SIDES = ("left", "right")
 from hardware.sim.ik import ARM_JOINTS
 CAMERA_NAMES = ("head", "left_wrist", "right_wrist")
 FINGER_CLOSED, FINGER_OPEN = 0.021, 0.057   # left finger slide (m); the right finger mirrors it
-PHYSICS_TIMESTEP = 0.002                     # set in the XML; checked at load
 
 # A ready pose: both grippers above the table pointing down, fingers open, so that the
 # wrist cameras see the workspace from the first frame.
@@ -80,7 +79,7 @@ class SimEnv:
         self._finger_ctrl = {s: (m.actuator(f"{s}/left_finger").id, m.actuator(f"{s}/right_finger").id)
                              for s in SIDES}
         self._renderer: mujoco.Renderer | None = None
-        self.task: Task = TASKS[self.config.task] if self.config.task in TASKS else self._unknown(self.config.task)
+        self.task: Task = lookup_task(self.config.task)
         self.seed = self.config.seed
         self.steps = 0
         self.target = np.asarray(ALOHA_SPEC.home, dtype=np.float32)
@@ -94,7 +93,7 @@ class SimEnv:
     def reset(self, task: str | None = None, seed: int | None = None) -> None:
         """Home pose, objects laid out from the seed; same (task, seed) -> same state."""
         if task is not None:
-            self.task = TASKS[task] if task in TASKS else self._unknown(task)
+            self.task = lookup_task(task)
         if seed is not None:
             self.seed = int(seed)
         m, d = self.model, self.data
@@ -186,9 +185,11 @@ class SimEnv:
             lf, rf = self._finger_ctrl[s]
             ctrl[lf], ctrl[rf] = finger, -finger
 
-    @staticmethod
-    def _unknown(task: str) -> Task:
-        raise ValueError(f"unknown sim task '{task}'; choose one of: {', '.join(TASKS)}")
+
+def lookup_task(name: str) -> Task:
+    if name not in TASKS:
+        raise ValueError(f"unknown sim task '{name}'; choose one of: {', '.join(TASKS)}")
+    return TASKS[name]
 
 
 def gripper_to_finger(g: float) -> float:

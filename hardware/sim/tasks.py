@@ -100,7 +100,7 @@ PLATE_RADIUS = 0.07
 
 def _two_blocks_layout(rng: np.random.Generator, jitter: float) -> Layout:
     order = ("red_block", "blue_block") if rng.random() < 0.5 else ("blue_block", "red_block")
-    layout = {name: _jitter(rng, slot, jitter, 0.025) for name, slot in zip(order, BLOCK_SLOTS)}
+    layout = {name: _jitter(rng, slot, jitter, 0.025) for name, slot in zip(order, BLOCK_SLOTS, strict=True)}
     layout["plate"] = _jitter(rng, PLATE_CENTER, jitter, 0.02)
     return layout
 

@@ -1,0 +1,331 @@
+"""The operator console: a Gradio Blocks page around one Controller.
+
+Operate tab: live camera tiles, the imagined future next to the head view, instruction box
+(Enter sends), START / PAUSE / reset scene, a big STOP that is always on screen, teleop
+(keyboard, gamepad, jog buttons), recording, status with latency, and errors in plain words.
+Review tab: app/review.py. Only the tab that holds control may command the robot
+(app/session.py); STOP works from every tab.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+
+from app import panels, plots, teleop
+from app.imagined import FuturePreviews
+from app.live_view import LiveFeeds
+from app.recording import Recorder
+from app.session import NotOperatorError, OperatorLock
+from app.status import StatusView
+
+log = logging.getLogger(__name__)
+
+CSS = """
+#ewam-stop { position: fixed; top: 10px; right: 14px; left: auto; z-index: 1000; width: 200px !important;
+             max-width: 200px; min-height: 76px;
+             font-size: 30px; font-weight: 800; letter-spacing: 2px; background: #c62828; color: #fff;
+             border: 3px solid #7f0000; border-radius: 12px; box-shadow: 0 4px 14px rgba(0,0,0,.35); }
+#ewam-stop:hover { background: #e53935; }
+#ewam-header { padding-right: 230px; align-items: center; }
+.ewam-cam .cam-stats { font-size: 12px; }
+.cam-tile, .future-tile { background: #111; border-radius: 8px; overflow: hidden; }
+.cam-bar { display: flex; gap: 10px; align-items: baseline; padding: 4px 8px; color: #eee; font-size: 13px; }
+.cam-bar b { color: #fff; }
+.cam-frame img:not([src]) { visibility: hidden; }
+.cam-stats, .future-info { color: #9e9e9e; font-variant-numeric: tabular-nums; }
+.cam-depth { margin-left: auto; color: #eee; }
+.cam-frame { position: relative; aspect-ratio: 4 / 3; }
+.cam-frame img { width: 100%; height: 100%; object-fit: contain; display: block; image-rendering: auto; }
+.cam-frame img.stale { opacity: .35; }
+.cam-error { position: absolute; left: 8px; right: 8px; bottom: 8px; color: #ff8a80; font-weight: 600; }
+.future-step { position: absolute; right: 8px; top: 6px; color: #fff; background: rgba(0,0,0,.5); padding: 0 6px;
+               border-radius: 4px; font-size: 12px; }
+.status-row { display: flex; flex-wrap: wrap; gap: 8px 14px; align-items: center; font-size: 14px; }
+.badge { padding: 2px 8px; border-radius: 6px; font-weight: 700; background: #e0e0e0; }
+.badge.mode-idle { background: #e0e0e0; } .badge.mode-policy { background: #2e7d32; color: #fff; }
+.badge.mode-teleop { background: #1565c0; color: #fff; }
+.badge.ok { background: #c8e6c9; } .badge.bad { background: #ffcdd2; color: #b71c1c; }
+.badge.watch { background: #fff3e0; } .badge.rec { background: #d32f2f; color: #fff; }
+.status-error { color: #b71c1c; background: #ffebee; padding: 4px 8px; margin-top: 6px; border-radius: 6px; font-weight: 600; }
+.teleop-help { font-size: 13px; color: #555; margin-bottom: 6px; }
+.teleop-msg.error { color: #b71c1c; font-weight: 600; }
+.jog-arm { display: flex; flex-wrap: wrap; gap: 6px; align-items: center; padding: 4px; border-radius: 6px; }
+.jog-arm.selected { background: #e3f2fd; }
+.jog-arm-name { min-width: 48px; }
+.jog-cell { display: flex; gap: 2px; align-items: center; font-size: 12px; }
+.jog-cell span { min-width: 60px; text-align: right; padding-right: 2px; }
+.jog-btn { min-width: 34px; padding: 4px 6px; border: 1px solid #90a4ae; border-radius: 5px; background: #fafafa;
+           user-select: none; touch-action: none; cursor: pointer; }
+.jog-btn.held { background: #1565c0; color: #fff; }
+"""
+
+
+@dataclass
+class ConsoleConfig:
+    title: str = "Efficient-WAM operator console"
+    record_rollouts: bool = True        # default of the "record policy rollouts" checkbox
+    future_fps: float = 5.0             # playback rate of the imagined future (real time by default)
+    head_camera: str = "head"           # shown next to the imagined future
+
+
+# reset_scene(task_name) -> the scene's instruction; None for real robots.
+ResetScene = Callable[[str | None], str]
+
+
+class Console:
+    def __init__(self, controller, feeds: LiveFeeds, *, previews: FuturePreviews | None = None,
+                 recorder: Recorder | None = None, reset_scene: ResetScene | None = None,
+                 tasks: list[str] | None = None, current_task: str | None = None, dataset_root: str | None = None,
+                 config: ConsoleConfig | None = None, lock: OperatorLock | None = None):
+        self.controller = controller
+        self.feeds = feeds
+        self.previews = previews
+        self.recorder = recorder
+        self.reset_scene = reset_scene
+        self.tasks = list(tasks or [])
+        self.current_task = current_task
+        self.dataset_root = dataset_root
+        self.config = config or ConsoleConfig()
+        self.lock = lock or OperatorLock()
+        self.spec = controller.arm.spec
+        self.jog = teleop.JogTranslator(self.spec)
+        self.status_view = StatusView(controller, self.lock, recorder, previews)
+        self.record_rollouts = self.config.record_rollouts
+        self.demo: gr.Blocks | None = None
+
+    # -- actions (each raises gr.Error with plain words) -------------------------------------
+    def _require(self, request: gr.Request | None) -> None:
+        try:
+            self.lock.require(request.session_hash if request else "")
+        except NotOperatorError as exc:
+            raise gr.Error(str(exc)) from None
+
+    def _call(self, what: str, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except Exception as exc:
+            log.exception("%s failed", what)
+            raise gr.Error(f"{what} failed: {exc}") from None
+
+    def send_instruction(self, text: str, request: gr.Request = None) -> None:
+        self._require(request)
+        text = (text or "").strip()
+        if not text:
+            raise gr.Error("The instruction is empty: type what the robot should do, e.g. \"put the red block on the plate\".")
+        self._call("setting the instruction", self.controller.set_instruction, text)
+        gr.Info(f"Instruction set: {text}")
+
+    def start(self, text: str, record: bool, request: gr.Request = None) -> None:
+        self._require(request)
+        text = (text or "").strip()
+        if not text:
+            raise gr.Error("Type an instruction first (what should the robot do?), then press START.")
+        self._call("setting the instruction", self.controller.set_instruction, text)
+        if record and self.recorder is not None and self.recorder.kind is None:
+            self._call("starting the rollout recording", self.recorder.start, text, "policy")
+        self._call("starting the policy", self.controller.start_policy)
+
+    def pause(self, request: gr.Request = None) -> None:
+        self._require(request)
+        self._call("pausing", self.controller.pause)
+
+    def stop(self, request: gr.Request = None) -> None:
+        """STOP: any tab, no questions asked."""
+        self._call("STOP", self.controller.stop)
+        self._finish_rollout()
+
+    def _finish_rollout(self) -> None:
+        if self.recorder is not None and self.recorder.kind == "policy":
+            try:
+                index = self.recorder.save()
+                gr.Info(f"Policy rollout saved as episode {index}.")
+            except Exception as exc:
+                gr.Warning(f"The rollout could not be saved: {exc}")
+
+    def reset(self, task: str | None, request: gr.Request = None) -> str:
+        self._require(request)
+        if self.reset_scene is None:
+            raise gr.Error("Reset scene is only available in simulation; reset the real scene by hand.")
+        self._call("STOP", self.controller.stop)
+        self._finish_rollout()
+        instruction = self._call("resetting the scene", self.reset_scene, task or None)
+        self._call("setting the instruction", self.controller.set_instruction, instruction)
+        return instruction
+
+    def take_control(self, request: gr.Request = None) -> None:
+        self.lock.take(request.session_hash if request else "")
+        gr.Info("You are operating the robot now; other tabs watch.")
+
+    def teleop_mode(self, request: gr.Request = None) -> None:
+        self._require(request)
+        self._call("switching to teleop", self.controller.start_teleop)
+
+    def record_start(self, task: str, instruction: str, request: gr.Request = None) -> None:
+        self._require(request)
+        if self.recorder is None:
+            raise gr.Error("Recording is off: start run_demo.py with --dataset DIR to record episodes.")
+        task = (task or "").strip() or (instruction or "").strip()
+        if not task:
+            raise gr.Error("Type the task of this demonstration (e.g. \"put the red block on the plate\") before recording.")
+        self._call("starting the recording", self.recorder.start, task, "teleop")
+
+    def record_save(self, request: gr.Request = None) -> None:
+        self._require(request)
+        if self.recorder is None:
+            raise gr.Error("Recording is off: start run_demo.py with --dataset DIR to record episodes.")
+        index = self._call("saving the episode", self.recorder.save)
+        gr.Info(f"Episode {index} saved to {self.recorder.root}.")
+
+    def record_discard(self, request: gr.Request = None) -> None:
+        self._require(request)
+        if self.recorder is not None:
+            self._call("discarding the episode", self.recorder.discard)
+            gr.Info("Episode discarded.")
+
+    # -- server functions called by page scripts (no queue) ----------------------------------
+    def jog_command(self, session: str, vector, fast: bool) -> dict:
+        try:
+            self.lock.require(session)
+        except NotOperatorError as exc:
+            return {"error": str(exc)}
+        try:
+            velocity = self.jog.velocity(vector, bool(fast))
+            mode = self.status_view.mode()
+            if mode == "policy":
+                return {"error": "the policy is driving: press PAUSE (or STOP) before jogging"}
+            if not np.any(velocity):
+                self.controller.teleop_command(joint_velocity=velocity)
+                return {"error": None}
+            if mode != "teleop":
+                self.controller.start_teleop()
+            self.controller.teleop_command(joint_velocity=velocity)
+            return {"error": None}
+        except Exception as exc:
+            return {"error": f"jog refused: {exc}"}
+
+    def stop_command(self, session: str) -> dict:
+        self.controller.stop()
+        return {"error": None}
+
+    # -- page --------------------------------------------------------------------------------
+    def build(self) -> gr.Blocks:
+        from app.review import build_review_tab
+
+        cams = self.feeds.names
+        head = self.config.head_camera if self.config.head_camera in cams else cams[0]
+        with gr.Blocks(title=self.config.title) as demo:
+            session = panels.session_marker()
+            with gr.Row(elem_id="ewam-header"):
+                gr.Markdown(f"## {self.config.title}", elem_id="ewam-title")
+                take = gr.Button("Take control", size="sm", scale=0, min_width=140)
+            stop_btn = gr.Button("STOP", elem_id="ewam-stop", variant="stop")
+            panels.status_bar(self.status_view.as_dict)
+            with gr.Tab("Operate"):
+                with gr.Row(equal_height=True):
+                    instruction = gr.Textbox(label="Instruction (Enter sends)", scale=4, lines=1, max_lines=1,
+                                             placeholder="put the red block on the plate", elem_id="instruction")
+                    start_btn = gr.Button("START", variant="primary", scale=1, elem_id="ewam-start")
+                    pause_btn = gr.Button("PAUSE", scale=1, elem_id="ewam-pause")
+                others = [c for c in cams if c != head]
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=2, min_width=320):
+                        panels.camera_tile(self.feeds, head)
+                    with gr.Column(scale=2, min_width=320):
+                        panels.future_panel(self.previews, self.config.future_fps)
+                    if others:
+                        with gr.Column(scale=1, min_width=200):
+                            for name in others:
+                                panels.camera_tile(self.feeds, name)
+                with gr.Row():
+                    record_rollouts = gr.Checkbox(value=self.record_rollouts and self.recorder is not None,
+                                                  label="Record policy rollouts (with imagined futures)",
+                                                  interactive=self.recorder is not None, scale=2)
+                    if self.reset_scene is not None:
+                        task = gr.Dropdown(choices=self.tasks, value=self.current_task or
+                                           (self.tasks[0] if self.tasks else None),
+                                           label="Scene task", scale=2, allow_custom_value=False)
+                        reset_btn = gr.Button("Reset scene", scale=1, elem_id="ewam-reset")
+                with gr.Accordion("Teleop (keyboard / gamepad / jog buttons)", open=True):
+                    with gr.Row():
+                        teleop_btn = gr.Button("Teleop mode", scale=0, min_width=140, elem_id="ewam-teleop")
+                        gr.Markdown("Jogging switches to teleop mode by itself when the robot is idle.")
+                    gr.HTML(value="", html_template=teleop.jog_panel_html(self.spec), js_on_load=teleop.TELEOP_JS,
+                            server_functions=[self._server_jog(), self._server_stop()],
+                            robot=teleop.page_config(self.spec), elem_id="ewam-teleop-panel")
+                with gr.Accordion("Recording", open=True):
+                    with gr.Row():
+                        record_task = gr.Textbox(label="Task of the demonstration (empty: the instruction)",
+                                                 scale=3, elem_id="record-task")
+                        rec_start = gr.Button("Start recording", scale=1, elem_id="rec-start")
+                        rec_save = gr.Button("Save episode", variant="primary", scale=1, elem_id="rec-save")
+                        rec_discard = gr.Button("Discard", variant="stop", scale=1, elem_id="rec-discard")
+                    gr.Markdown(f"Dataset: `{self.recorder.root.resolve()}`" if self.recorder else
+                                "Recording is off (start with `--dataset DIR`).")
+                with gr.Accordion("Latency", open=False):
+                    latency_plot = gr.LinePlot(x="chunk", y="ms", color="stage", height=260,
+                                               title="per-chunk latency (p50 / p95 in the status bar)")
+            with gr.Tab("Review", elem_id="review-tab") as review_tab:
+                build_review_tab(self.dataset_root, review_tab)
+
+            # -- wiring: STOP first, unqueued limits so nothing waits behind a slow handler --
+            fast = dict(concurrency_limit=None, show_progress="hidden")
+            stop_btn.click(self.stop, None, None, **fast)
+            take.click(self.take_control, None, None, **fast)
+            start_btn.click(self.start, [instruction, record_rollouts], None, **fast)
+            instruction.submit(self.send_instruction, [instruction], None, **fast)
+            pause_btn.click(self.pause, None, None, **fast)
+            teleop_btn.click(self.teleop_mode, None, None, **fast)
+            record_rollouts.change(self._set_record_rollouts, [record_rollouts], None, **fast)
+            rec_start.click(self.record_start, [record_task, instruction], None, **fast)
+            rec_save.click(self.record_save, None, None, **fast)
+            rec_discard.click(self.record_discard, None, None, **fast)
+            if self.reset_scene is not None:
+                reset_btn.click(self.reset, [task], [instruction], concurrency_limit=1)
+            timer = gr.Timer(2.0)
+            timer.tick(self._latency_frame, None, [latency_plot], concurrency_limit=None, show_progress="hidden")
+            demo.load(self._on_load, None, [session, instruction], concurrency_limit=None, show_progress="hidden")
+        self.demo = demo
+        return demo
+
+    def _server_jog(self):
+        def jog(args) -> dict:
+            session, vector, fast = panels.server_args(args, 3, ("", None, False))
+            return self.jog_command(str(session or ""), vector, bool(fast))
+        return jog
+
+    def _server_stop(self):
+        def stop(args) -> dict:
+            (session,) = panels.server_args(args, 1, ("",))
+            return self.stop_command(str(session or ""))
+        return stop
+
+    def _set_record_rollouts(self, value: bool) -> None:
+        self.record_rollouts = bool(value)
+
+    def _on_load(self, request: gr.Request):
+        status = self.status_view.controller_status()
+        return request.session_hash, getattr(status, "instruction", "") or ""
+
+    def _latency_frame(self) -> pd.DataFrame:
+        return plots.latency_frame(self.status_view.controller_status())
+
+    def launch(self, host: str = "127.0.0.1", port: int = 7860, auth: tuple[str, str] | None = None,
+               inbrowser: bool = False) -> None:
+        demo = self.demo or self.build()
+        demo.queue(default_concurrency_limit=None)
+        demo.launch(server_name=host, server_port=port, auth=auth, inbrowser=inbrowser, prevent_thread_lock=True,
+                    css=CSS, theme=gr.themes.Soft(), show_error=True, quiet=True, footer_links=[])
+
+    def is_running(self) -> bool:
+        return bool(self.demo is not None and getattr(self.demo, "is_running", False))
+
+    def close(self) -> None:
+        if self.demo is not None:
+            self.demo.close()

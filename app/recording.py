@@ -1,0 +1,154 @@
+"""Recording episodes from the console: teleop demonstrations and policy rollouts.
+
+The controller calls `on_tick` on its own thread after every control tick; while an episode
+is open each tick becomes one dataset frame (images and state before the step, the action
+sent). DatasetWriter copies and hands frames to background encoders, so this stays cheap.
+For policy rollouts, the imagined future of every chunk is stored next to the frame at which
+that chunk started executing, so the review tab can show what the policy expected to see.
+DatasetWriter is not thread-safe: one lock serialises the console's buttons and the ticks.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from hardware.arm import RobotSpec
+from policy.episodes.spec import DatasetSpec
+from policy.episodes.writer import DatasetWriter
+
+log = logging.getLogger(__name__)
+
+
+def dataset_spec_for(robot: RobotSpec, camera_sizes: dict[str, tuple[int, int]],
+                     depth_cameras: tuple[str, ...] = ()) -> DatasetSpec:
+    """camera_sizes: name -> (height, width)."""
+    return DatasetSpec(fps=int(round(robot.control_hz)), robot_type=robot.name, cameras=camera_sizes,
+                       state_names=robot.joint_names, action_names=robot.joint_names,
+                       depth_cameras=depth_cameras)
+
+
+@dataclass
+class RecordingStatus:
+    recording: bool
+    kind: str | None                 # "teleop" / "policy" while recording
+    task: str
+    frames: int
+    episodes_saved: int
+    saving: int                      # saved episodes still being written
+    encoder_backlog: int             # frames of the open episode not yet encoded
+    dataset: str
+    last_saved: int | None
+    error: str | None
+
+
+class Recorder:
+    def __init__(self, root: str | Path, spec: DatasetSpec):
+        self.root = Path(root)
+        self.writer = DatasetWriter(self.root, spec)
+        self._lock = threading.Lock()
+        self._kind: str | None = None
+        self._task = ""
+        self._chunk_start: dict[int, int] = {}      # chunk id -> frame index where it began executing
+        self._pending_futures: list = []            # futures whose chunk has not started yet
+        self._last_saved: int | None = None
+        self._error: str | None = None
+        self.dropped_frames = 0
+
+    # -- buttons -----------------------------------------------------------------------------
+    def start(self, task: str, kind: str = "teleop") -> None:
+        with self._lock:
+            if self._kind is not None:
+                raise RuntimeError(f"already recording a {self._kind} episode: save or discard it first")
+            self.writer.start_episode(task)
+            self._kind, self._task, self._error = kind, task.strip(), None
+            self.dropped_frames = 0
+            self._chunk_start.clear()
+            self._pending_futures.clear()
+
+    def save(self) -> int:
+        """Queue the open episode for writing; returns its index (the file appears shortly)."""
+        with self._lock:
+            if self._kind is None:
+                raise RuntimeError("nothing is being recorded: press Start recording first")
+            try:
+                index = self.writer.save_episode()
+            finally:
+                self._kind = None
+            self._last_saved = index
+            return index
+
+    def discard(self) -> None:
+        with self._lock:
+            self.writer.discard_episode()
+            self._kind = None
+
+    @property
+    def kind(self) -> str | None:
+        return self._kind
+
+    # -- listeners ---------------------------------------------------------------------------
+    def on_tick(self, record) -> None:
+        """Controller tick listener (control thread)."""
+        if self._kind is None:
+            return
+        with self._lock:
+            if self._kind is None:
+                return
+            missing = [c for c in self.writer.spec.cameras if c not in record.images]
+            if missing:                  # a camera hiccup: skip the tick rather than desync the videos
+                self.dropped_frames += 1
+                self._error = (f"{self.dropped_frames} tick(s) not recorded: no image from camera(s) "
+                               f"{', '.join(missing)}")
+                return
+            try:
+                frame_index = self.writer.status.frames
+                self.writer.add_frame(record.images, record.state, record.action, record.timestamp)
+            except Exception as exc:     # disk full, bad frame: stop recording, say why in the page
+                self._error = f"recording stopped: {exc}"
+                log.error(self._error)
+                self.writer.discard_episode()
+                self._kind = None
+                return
+            chunk_id = getattr(record, "chunk_id", None)
+            if chunk_id is not None and chunk_id >= 0 and chunk_id not in self._chunk_start:
+                self._chunk_start[chunk_id] = frame_index
+                self._flush_futures()
+
+    def on_future(self, future) -> None:
+        """FuturePreviews listener (preview thread): keep the imagined future of a rollout chunk."""
+        if self._kind != "policy":
+            return
+        with self._lock:
+            if self._kind != "policy":
+                return
+            self._pending_futures.append(future)
+            self._flush_futures()
+
+    def _flush_futures(self) -> None:
+        keep = []
+        for future in self._pending_futures:
+            start = self._chunk_start.get(future.chunk_id)
+            if start is None:
+                if len(self._pending_futures) < 32:
+                    keep.append(future)
+                continue
+            try:
+                self.writer.add_imagined(future.chunk_id, start, future.frames, future.latency_ms)
+            except Exception as exc:
+                self._error = f"imagined future of chunk {future.chunk_id} not recorded: {exc}"
+        self._pending_futures = keep
+
+    # -- status ------------------------------------------------------------------------------
+    def status(self) -> RecordingStatus:
+        s = self.writer.status
+        return RecordingStatus(recording=self._kind is not None, kind=self._kind, task=self._task,
+                               frames=s.frames, episodes_saved=s.episodes_saved, saving=s.queued,
+                               encoder_backlog=s.encoder_backlog, dataset=str(self.root.resolve()),
+                               last_saved=self._last_saved, error=self._error or s.last_error)
+
+    def close(self) -> None:
+        with self._lock:
+            self._kind = None
+        self.writer.close()

@@ -1,0 +1,293 @@
+"""The demo stack: policy server (child process or remote), robot, controller, console.
+
+run_demo.py parses flags into a StackConfig and runs `DemoStack`; the console benchmark and
+the browser tests start the same stack through run_demo.py. Start order: policy server
+(wait for its ready line, then the handshake) -> robot and cameras -> controller -> console.
+Shutdown runs in reverse and is safe to call twice; `check()` names the first part that
+died and why, so the caller can shut everything down with that message.
+"""
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger("run_demo")
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_CHECKPOINT = REPO / "assets" / "checkpoints" / "sim-tiny"
+
+
+class StackError(RuntimeError):
+    """A part of the stack failed to start or died; the message says which and why."""
+
+
+@dataclass
+class StackConfig:
+    robot: str = "sim"                       # "sim", or an arm adapter from the rig file
+    rig: str | None = None                   # TOML/JSON rig file (cameras, arm, safety)
+    policy: str | None = None                # tcp://HOST:PORT of a running server; None = start a child
+    policy_port: int = 5555                  # the child server's port (loopback)
+    checkpoint: str | None = None            # default: assets/checkpoints/sim-tiny
+    policy_args: list[str] = field(default_factory=list)   # extra flags for the child server
+    policy_ready_s: float = 600.0            # model loading on a busy CPU can take minutes
+    dataset: str | None = "data/demos"       # None: recording off
+    host: str = "127.0.0.1"
+    port: int = 7860
+    auth: tuple[str, str] | None = None
+    task: str | None = None
+    seed: int = 0
+    camera_fps: int = 30
+    width: int = 320
+    height: int = 240
+    open_browser: bool = True
+
+
+def _die_with_parent() -> None:
+    """Child-side: get SIGTERM if run_demo dies without cleaning up (Linux; elsewhere a no-op)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)    # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+class PolicyProcess:
+    """`python -m policy.server ...` as a child; waits for its ready line."""
+
+    def __init__(self, args: list[str]):
+        self.args = args
+        self.proc: subprocess.Popen | None = None
+        self.address: str | None = None
+
+    def start(self, ready_timeout_s: float, should_stop: threading.Event) -> str:
+        from policy.server import READY_LINE
+        self.proc = subprocess.Popen([sys.executable, "-m", "policy.server", *self.args], cwd=REPO,
+                                     stdout=subprocess.PIPE, text=True, preexec_fn=_die_with_parent)
+        deadline = time.monotonic() + ready_timeout_s
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.proc.stdout, selectors.EVENT_READ)
+            while time.monotonic() < deadline and not should_stop.is_set():
+                if selector.select(timeout=0.2):
+                    line = self.proc.stdout.readline()
+                    if line.startswith(READY_LINE):
+                        self.address = line[len(READY_LINE):].strip()
+                        return self.address
+                    if line == "":
+                        code = self.proc.wait(timeout=10)
+                        raise StackError(f"the policy server exited with code {code} before it was ready; "
+                                         "its log above says why")
+                elif self.proc.poll() is not None:
+                    raise StackError(f"the policy server exited with code {self.proc.returncode} before it was ready")
+        if should_stop.is_set():
+            raise StackError("interrupted while the policy server was starting")
+        raise StackError(f"the policy server was not ready within {ready_timeout_s:.0f} s (still loading the model "
+                         "on a busy machine?); it was stopped")
+
+    def died(self) -> str | None:
+        if self.proc is not None and self.proc.poll() is not None:
+            code = self.proc.returncode
+            how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+            return f"the policy server (pid {self.proc.pid}) {how}; its log above says why"
+        return None
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            log.warning("policy server did not stop in %.0f s; killing it", timeout_s)
+            self.proc.kill()
+            self.proc.wait()
+
+
+class DemoStack:
+    def __init__(self, config: StackConfig):
+        self.config = config
+        self.policy_process: PolicyProcess | None = None
+        self.client = None
+        self.robot = None
+        self.cameras: dict = {}
+        self.controller = None
+        self.previews = None
+        self.recorder = None
+        self.console = None
+        self.url: str | None = None
+        self._stopping = threading.Event()
+        self._last_tick = (-1, time.monotonic())
+
+    def interrupt(self) -> None:
+        """From a signal handler: make a start-up in progress give up (close() still follows)."""
+        self._stopping.set()
+
+    # -- start -------------------------------------------------------------------------------
+    def policy_server_args(self) -> list[str]:
+        cfg = self.config
+        checkpoint = Path(cfg.checkpoint) if cfg.checkpoint else DEFAULT_CHECKPOINT
+        bind = ["--bind", f"tcp://127.0.0.1:{cfg.policy_port}"]
+        if cfg.policy_args:
+            return [*cfg.policy_args, *bind]
+        if checkpoint.is_dir():
+            return ["--checkpoint", str(checkpoint), *bind]
+        if cfg.checkpoint:
+            raise StackError(f"checkpoint directory {checkpoint} does not exist; pass an existing --checkpoint DIR")
+        log.warning("no trained checkpoint at %s: serving sim-tiny with RANDOM weights (the arm will move, but "
+                    "not sensibly). Train one with the training pipeline to get a useful policy.", checkpoint)
+        return ["--preset", "sim-tiny", "--random-init", *bind]
+
+    def start(self) -> None:
+        cfg = self.config
+        from policy.client import PolicyClient
+
+        if cfg.policy is None:
+            self.policy_process = PolicyProcess(self.policy_server_args())
+            log.info("starting the policy server: python -m policy.server %s", " ".join(self.policy_process.args))
+            address = self.policy_process.start(cfg.policy_ready_s, self._stopping)
+        else:
+            address = cfg.policy
+        self.client = PolicyClient(address)
+        metadata = self._handshake(address)
+        log.info("policy %s ready at %s (H=%d, cameras %s)", metadata.preset, address, metadata.chunk_length,
+                 ", ".join(metadata.camera_names))
+        self._start_robot()
+        self._start_controller(metadata)
+        self._start_console(metadata)
+
+    def _handshake(self, address: str):
+        from policy.client import PolicyClientError
+        deadline = time.monotonic() + (30.0 if self.policy_process else 15.0)
+        while True:
+            try:
+                return self.client.hello()
+            except PolicyClientError as exc:
+                if time.monotonic() > deadline or self._stopping.is_set():
+                    raise StackError(f"no handshake with the policy server at {address}: {exc}") from None
+                time.sleep(0.5)
+
+    def _start_robot(self) -> None:
+        cfg = self.config
+        from hardware.factory import load_rig, make_cameras
+        from hardware.safety import SafeArm, SafetyConfig
+        rig = load_rig(cfg.rig) if cfg.rig else None
+        safety = rig.safety if rig else SafetyConfig()
+        if cfg.robot != "sim":
+            raise StackError(f"robot adapter '{cfg.robot}' is not available in this build: only 'sim' has an "
+                             "Arm adapter so far (hardware/). Use --robot sim, or add the adapter.")
+        from hardware.sim.env import SimConfig
+        from hardware.sim.robot import SimRobot
+        sim = SimConfig(seed=cfg.seed, width=cfg.width, height=cfg.height)
+        if cfg.task:
+            from hardware.sim.tasks import TASKS
+            if cfg.task not in TASKS:
+                raise StackError(f"unknown sim task '{cfg.task}'; tasks: {', '.join(sorted(TASKS))}")
+            sim.task = cfg.task
+        self.robot = SimRobot(sim, camera_fps=cfg.camera_fps)
+        try:
+            self.robot.start()
+        except Exception as exc:
+            raise StackError(f"the simulated robot failed to start: {exc}") from exc
+        self.cameras = dict(self.robot.cameras)
+        if rig is not None and rig.cameras:
+            self.cameras = make_cameras(rig.cameras, sim_cameras=self.robot.cameras)
+            for camera in self.cameras.values():
+                if not camera.is_connected:
+                    camera.connect()
+        self.arm = SafeArm(self.robot.arm, safety)
+
+    def _start_controller(self, metadata) -> None:
+        from app.controller import Controller, ControllerConfig
+        from app.imagined import FuturePreviews
+        spec = self.arm.spec
+        self.controller = Controller(self.arm, self.cameras, self.client,
+                                     ControllerConfig(control_hz=spec.control_hz,
+                                                      actions_per_chunk=metadata.chunk_length))
+        if self.robot is not None:
+            self.controller.set_success_check(self.robot.success)
+            self.controller.set_instruction(self.robot.instruction)
+        if metadata.future_frames:
+            self.previews = FuturePreviews(self.client)
+            self.controller.add_chunk_listener(self.previews.on_chunk)
+            self.previews.start()
+        if self.config.dataset:
+            from app.recording import Recorder, dataset_spec_for
+            sizes = {name: (cam.resolution[1], cam.resolution[0]) for name, cam in self.cameras.items()}
+            self.recorder = Recorder(self.config.dataset, dataset_spec_for(spec, sizes))
+            self.controller.add_tick_listener(self.recorder.on_tick)
+            if self.previews is not None:
+                self.previews.add_listener(self.recorder.on_future)
+        self.controller.start()
+
+    def _start_console(self, metadata) -> None:
+        from app.console import Console, ConsoleConfig
+        cfg = self.config
+        future_s = metadata.chunk_length / max(metadata.control_hz, 1e-6)
+        console_cfg = ConsoleConfig(future_fps=max(metadata.future_frames, 1) / max(future_s, 1e-3))
+        reset, tasks = None, None
+        if self.robot is not None:
+            from hardware.sim.tasks import TASKS
+            tasks = sorted(TASKS)
+            reset = self.reset_scene
+        from app.live_view import LiveFeeds
+        self.console = Console(self.controller, LiveFeeds(self.cameras), previews=self.previews,
+                               recorder=self.recorder, reset_scene=reset, tasks=tasks,
+                               current_task=self.robot.task.name if self.robot is not None else None,
+                               dataset_root=cfg.dataset, config=console_cfg)
+        self.console.launch(host=cfg.host, port=cfg.port, auth=cfg.auth, inbrowser=cfg.open_browser)
+        host = "127.0.0.1" if cfg.host in ("0.0.0.0", "::") else cfg.host
+        self.url = f"http://{host}:{cfg.port}"
+
+    def reset_scene(self, task: str | None) -> str:
+        """Sim only: a new episode of `task` (or the current one) with the next seed."""
+        self.config.seed += 1
+        self.robot.reset(task=task or self.robot.task.name, seed=self.config.seed)
+        self.controller.stop()            # hold the new home pose (refreshes the controller's target)
+        return self.robot.instruction
+
+    # -- supervision -------------------------------------------------------------------------
+    def check(self) -> str | None:
+        """None while every part runs; else which part died and why."""
+        if self.policy_process is not None and (why := self.policy_process.died()):
+            return why
+        if self.robot is not None:
+            if self.robot.render_error is not None:
+                return f"the simulated robot's renderer failed: {self.robot.render_error}"
+            if not self.robot.running:
+                return "the simulated robot stopped"
+        if self.controller is not None:
+            tick, now = self.controller.status().tick, time.monotonic()
+            if tick != self._last_tick[0]:
+                self._last_tick = (tick, now)
+            elif now - self._last_tick[1] > 5.0:
+                return (f"the control loop has not ticked for {now - self._last_tick[1]:.0f} s (thread dead or "
+                        "stuck; see the traceback above)")
+        if self.console is not None and self.console.demo is not None and not self.console.is_running():
+            return "the web console's server stopped"
+        return None
+
+    def close(self) -> None:
+        """Reverse order; every step runs even if an earlier one fails. Safe to call twice."""
+        self._stopping.set()
+        steps = [("controller", lambda: self.controller and self.controller.close()),
+                 ("console", lambda: self.console and self.console.close()),
+                 ("previews", lambda: self.previews and self.previews.close()),
+                 ("recorder", lambda: self.recorder and self.recorder.close()),
+                 ("robot", lambda: self.robot and self.robot.close()),
+                 ("policy client", lambda: self.client and self.client.close()),
+                 ("policy server", lambda: self.policy_process and self.policy_process.stop())]
+        for name, step in steps:
+            try:
+                step()
+            except Exception as exc:       # keep going: the rest must still shut down
+                log.warning("closing the %s failed: %s", name, exc)
+        self.controller = self.console = self.previews = self.recorder = self.robot = None
+        self.client = self.policy_process = None

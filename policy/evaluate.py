@@ -1,0 +1,208 @@
+"""Closed-loop evaluation in the sim, through the policy server the console uses.
+
+    python -m policy.evaluate --checkpoint assets/checkpoints/sim-tiny --episodes-per-task 50
+
+For each variant a policy server is started as a child process (`python -m policy.server
+--checkpoint DIR --steps T_v,T_a`) and driven by a PolicyClient, exactly like the console:
+  rt         [2, 10]  low-res future (the shipped configuration)
+  dense      [10, 10] same checkpoint, every action step also denoises the video
+  video_free [0, 10]  no imagined future: the video stream encodes the observation only
+Every variant runs the same episodes: seeds EVAL_SEED_BASE + i (never used for demonstrations,
+which use seeds below it) and an instruction drawn from the task's paraphrases with that seed.
+The policy sees the scene only when it asks for a chunk; `--execute` actions of each 16-action
+chunk are run (receding horizon), each through the same per-tick limits as the safety layer.
+An episode succeeds when the task's check holds (it then ends); otherwise it fails at the
+task's max_steps. Prints a rich table and, on its last line, JSON:
+  {"rt": {"success": {"TASK": 0.9, ...}, "mean_success": 0.85, "chunk_ms_p50": 80, ...}, ...}
+A few rollout videos (real head + wrist views next to the imagined future) go to --videos-dir.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "osmesa")
+
+import numpy as np  # noqa: E402
+
+from policy.evaluation.rollout import EpisodeOutcome, RolloutConfig, run_episode  # noqa: E402
+
+EVAL_SEED_BASE = 1_000_000
+VARIANTS: dict[str, tuple[int, int]] = {"rt": (2, 10), "dense": (10, 10), "video_free": (0, 10)}
+
+
+@dataclass
+class VariantResult:
+    name: str
+    steps: tuple[int, int]
+    outcomes: dict[str, list[EpisodeOutcome]] = field(default_factory=dict)
+    error: str | None = None
+
+    def summary(self) -> dict:
+        if self.error is not None:
+            return {"error": self.error, "steps": list(self.steps)}
+        success = {t: round(float(np.mean([o.success for o in eps])), 4) for t, eps in self.outcomes.items()}
+        chunk_ms = [ms for eps in self.outcomes.values() for o in eps for ms in o.chunk_ms]
+        server_ms = [ms for eps in self.outcomes.values() for o in eps for ms in o.server_ms]
+        return {
+            "success": success,
+            "mean_success": round(float(np.mean(list(success.values()))), 4) if success else 0.0,
+            "min_success": round(float(min(success.values())), 4) if success else 0.0,
+            "mean_steps": {t: round(float(np.mean([o.steps for o in eps])), 1) for t, eps in self.outcomes.items()},
+            "chunk_ms_p50": round(float(np.median(chunk_ms)), 1) if chunk_ms else None,
+            "chunk_ms_p90": round(float(np.percentile(chunk_ms, 90)), 1) if chunk_ms else None,
+            "server_ms_p50": round(float(np.median(server_ms)), 1) if server_ms else None,
+            "episodes_per_task": {t: len(eps) for t, eps in self.outcomes.items()},
+            "steps": list(self.steps),
+        }
+
+
+def eval_seeds(episodes: int, first: int = 0) -> list[int]:
+    return [EVAL_SEED_BASE + first + i for i in range(episodes)]
+
+
+def run_variant(name: str, steps: tuple[int, int], args, tasks: list[str], console) -> VariantResult:
+    from policy.client import PolicyClient
+    from policy.server import spawn
+
+    result = VariantResult(name, steps)
+    server_args = ["--checkpoint", args.checkpoint, "--steps", f"{steps[0]},{steps[1]}",
+                   "--bind", "tcp://127.0.0.1:0" if args.port == 0 else f"tcp://127.0.0.1:{args.port}",
+                   "--log-level", "WARNING"]
+    try:
+        proc, address = spawn(server_args, ready_timeout_s=args.server_timeout)
+    except RuntimeError as e:
+        result.error = f"server did not start: {e}"
+        console.print(f"[red]{name}: {result.error}")
+        return result
+    try:
+        client = PolicyClient(address, timeout_s=args.infer_timeout)
+        try:
+            run_episodes(result, client, args, tasks, console)
+        finally:
+            client.close()
+    except Exception as e:   # a variant that breaks must not cost the others their numbers
+        result.error = f"{type(e).__name__}: {e}"
+        console.print(f"[red]{name} failed: {result.error}")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except Exception:
+            proc.kill()
+    return result
+
+
+def run_episodes(result: VariantResult, client, args, tasks: list[str], console) -> None:
+    from rich.progress import Progress
+
+    from hardware.sim.env import SimConfig, SimEnv
+
+    n = args.episodes_per_task if result.name == "rt" else args.baseline_episodes_per_task or args.episodes_per_task
+    cfg = RolloutConfig(execute=args.execute, rate_limit=not args.no_rate_limit)
+    videos_dir = Path(args.videos_dir) if args.videos else None
+    env = SimEnv(SimConfig(task=tasks[0], width=args.camera_width, height=args.camera_height))
+    try:
+        with Progress(console=console, transient=True) as progress:
+            bar = progress.add_task(result.name, total=n * len(tasks))
+            for task in tasks:
+                outcomes = result.outcomes.setdefault(task, [])
+                for i, seed in enumerate(eval_seeds(n, args.first_seed)):
+                    video = None
+                    if videos_dir is not None and i < args.videos:
+                        video = videos_dir / f"{result.name}_{task}_seed{seed}.mp4"
+                    outcomes.append(run_episode(env, client, task, seed, cfg, video_path=video))
+                    wins = sum(o.success for o in outcomes)
+                    progress.update(bar, advance=1, description=f"{result.name} {task} {wins}/{len(outcomes)}")
+    finally:
+        env.close()
+
+
+def print_table(results: list[VariantResult], tasks: list[str], console) -> None:
+    from rich.table import Table
+
+    table = Table(title="closed-loop success (held-out seeds)")
+    table.add_column("variant")
+    table.add_column("[T_v, T_a]")
+    for t in tasks:
+        table.add_column(t, justify="right")
+    for col in ("mean", "mean steps", "chunk ms p50", "server ms p50"):
+        table.add_column(col, justify="right")
+    for r in results:
+        s = r.summary()
+        if "error" in s:
+            table.add_row(r.name, str(list(r.steps)), *["-"] * len(tasks), "error", "", "", "")
+            continue
+        steps = np.mean(list(s["mean_steps"].values()))
+        table.add_row(r.name, str(s["steps"]),
+                      *[f"{s['success'][t]:.0%} ({s['episodes_per_task'][t]})" for t in tasks],
+                      f"{s['mean_success']:.1%}", f"{steps:.0f}", f"{s['chunk_ms_p50']:.0f}",
+                      f"{s['server_ms_p50']:.0f}")
+    console.print(table)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m policy.evaluate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--episodes-per-task", type=int, default=50)
+    p.add_argument("--baseline-episodes-per-task", type=int, default=None,
+                   help="episodes per task for dense / video_free (default: same as rt)")
+    p.add_argument("--first-seed", type=int, default=0, help="offset into the held-out seeds")
+    p.add_argument("--tasks", default="all", help="comma-separated task names, or all")
+    p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {list(VARIANTS)}")
+    p.add_argument("--execute", type=int, default=8, help="actions run from each chunk before asking again")
+    p.add_argument("--no-rate-limit", action="store_true", help="skip the safety layer's per-tick change cap")
+    p.add_argument("--videos", type=int, default=1, help="rollout videos per task and variant (0: none)")
+    p.add_argument("--videos-dir", default="eval_videos")
+    p.add_argument("--camera-width", type=int, default=320)
+    p.add_argument("--camera-height", type=int, default=240)
+    p.add_argument("--port", type=int, default=0, help="server port (0: a free one)")
+    p.add_argument("--server-timeout", type=float, default=300.0)
+    p.add_argument("--infer-timeout", type=float, default=60.0)
+    p.add_argument("--json-out", help="also write the JSON summary to this file")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    from rich.console import Console
+
+    from hardware.sim.tasks import TASKS
+
+    args = parse_args(argv)
+    console = Console(stderr=True)
+    if not (Path(args.checkpoint) / "config.json").exists():
+        raise SystemExit(f"--checkpoint {args.checkpoint}: no config.json there; train one with "
+                         "`python -m policy.train` or use assets/checkpoints/sim-tiny")
+    tasks = list(TASKS) if args.tasks == "all" else [t for t in args.tasks.split(",") if t]
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        raise SystemExit(f"unknown task(s) {unknown}; choose from {list(TASKS)}")
+    names = [v for v in args.variants.split(",") if v]
+    bad = [v for v in names if v not in VARIANTS]
+    if bad:
+        raise SystemExit(f"unknown variant(s) {bad}; choose from {list(VARIANTS)}")
+    if args.execute < 1:
+        raise SystemExit(f"--execute must be >= 1, got {args.execute}")
+    results = []
+    for name in names:
+        start = time.perf_counter()
+        results.append(run_variant(name, VARIANTS[name], args, tasks, console))
+        s = results[-1].summary()
+        console.print(f"{name}: {s.get('mean_success', s.get('error'))} in {time.perf_counter() - start:.0f} s")
+    print_table(results, tasks, console)
+    summary = {r.name: r.summary() for r in results}
+    line = json.dumps(summary)
+    if args.json_out:
+        Path(args.json_out).write_text(line + "\n")
+    print(line, flush=True)
+    return summary
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)

@@ -1,0 +1,1 @@
+"""Closed-loop evaluation pieces; policy/evaluate.py is the entry point."""

@@ -1,0 +1,123 @@
+"""One closed-loop episode: sim -> observation -> PolicyClient -> action chunk -> sim.
+
+Receding horizon: the policy is asked for a chunk, the first `execute` actions are run (one per
+10 Hz tick), then it is asked again from the new observation. Each action passes the safety
+layer's checks (joint limits, per-tick change cap against the last target), as on the console.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hardware.sim.env import ALOHA_SPEC, SimEnv
+from hardware.sim.tasks import TASKS
+from policy.runner import Observation
+
+
+@dataclass
+class RolloutConfig:
+    execute: int = 8                 # actions of each chunk run before the next request
+    rate_limit: bool = True          # cap the per-tick change like hardware.safety.SafeArm
+
+
+@dataclass
+class EpisodeOutcome:
+    task: str
+    seed: int
+    instruction: str
+    success: bool
+    steps: int                       # control ticks run (until success or max_steps)
+    chunks: int
+    chunk_ms: list[float] = field(default_factory=list)    # client-side round trip per chunk
+    server_ms: list[float] = field(default_factory=list)   # server-side inference per chunk
+
+
+def instruction_for(task: str, seed: int) -> str:
+    """The instruction an evaluation episode uses: one of the task's phrasings, drawn by seed."""
+    phrasings = TASKS[task].instructions
+    return phrasings[np.random.default_rng(seed).integers(len(phrasings))]
+
+
+class SafetyFilter:
+    """The sim-side twin of SafeArm's chain: clip to the joint limits, cap the per-tick change."""
+
+    def __init__(self, start: np.ndarray, rate_limit: bool = True):
+        self.lower, self.upper = np.asarray(ALOHA_SPEC.lower), np.asarray(ALOHA_SPEC.upper)
+        self.max_step = np.asarray(ALOHA_SPEC.max_step) if rate_limit and ALOHA_SPEC.max_step else None
+        self.last = np.asarray(start, np.float64)
+
+    def __call__(self, action: np.ndarray) -> np.ndarray:
+        a = np.clip(np.asarray(action, np.float64), self.lower, self.upper)
+        if self.max_step is not None:
+            a = np.clip(a, self.last - self.max_step, self.last + self.max_step)
+        self.last = a
+        return a.astype(np.float32)
+
+
+def run_episode(env: SimEnv, client, task: str, seed: int, cfg: RolloutConfig,
+                video_path: Path | None = None) -> EpisodeOutcome:
+    env.reset(task=task, seed=seed)
+    instruction = instruction_for(task, seed)
+    out = EpisodeOutcome(task, seed, instruction, False, 0, 0)
+    safety = SafetyFilter(env.target, cfg.rate_limit)
+    video = _VideoWriter(video_path, instruction) if video_path is not None else None
+    max_steps = env.task.max_steps
+    try:
+        while out.steps < max_steps and not out.success:
+            images = env.render()
+            chunk = client.infer(Observation(images=images, state=env.state(), instruction=instruction))
+            out.chunks += 1
+            out.chunk_ms.append(float(chunk.timings_ms.get("client_total", np.nan)))
+            out.server_ms.append(float(chunk.timings_ms.get("inference", np.nan)))
+            future = client.preview(chunk.chunk_id) if video is not None else None
+            for j, action in enumerate(chunk.actions[:cfg.execute]):
+                if video is not None:
+                    video.add(images if j == 0 else env.render(), future, j)
+                env.step(safety(action))
+                out.steps += 1
+                if env.success():
+                    out.success = True
+                    break
+                if out.steps >= max_steps:
+                    break
+    finally:
+        if video is not None:
+            video.close(out.success)
+    return out
+
+
+class _VideoWriter:
+    """Real views (head on top, wrists below) next to the imagined future frame for this tick."""
+
+    def __init__(self, path: Path, instruction: str, fps: int = 10):
+        import imageio.v2 as imageio
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path, self.instruction = path, instruction
+        self.writer = imageio.get_writer(str(path), fps=fps, codec="libx264", quality=7,
+                                         macro_block_size=8, ffmpeg_log_level="error")
+
+    def add(self, images: dict[str, np.ndarray], future: np.ndarray | None, tick_in_chunk: int) -> None:
+        import cv2
+        head = images["head"]
+        h, w = head.shape[:2]
+        wrists = np.concatenate([cv2.resize(images["left_wrist"], (w // 2, h // 2)),
+                                 cv2.resize(images["right_wrist"], (w // 2, h // 2))], axis=1)
+        real = np.concatenate([head, wrists], axis=0)
+        side = np.zeros_like(real)
+        if future is not None and len(future):
+            k = min(len(future) - 1, max(0, (tick_in_chunk - 1) // 2))   # future frame k is t + 2(k+1)
+            f = future[k]
+            scale = min(real.shape[0] / f.shape[0], real.shape[1] / f.shape[1])
+            f = cv2.resize(np.ascontiguousarray(f), (int(f.shape[1] * scale), int(f.shape[0] * scale)),
+                           interpolation=cv2.INTER_NEAREST)
+            side[:f.shape[0], :f.shape[1]] = f
+            cv2.putText(side, f"imagined t+{2 * (k + 1)}", (4, real.shape[0] - 8), cv2.FONT_HERSHEY_SIMPLEX,
+                        0.45, (255, 255, 0), 1)
+        frame = np.concatenate([real, side], axis=1)
+        cv2.putText(frame, self.instruction[:60], (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1)
+        self.writer.append_data(frame)
+
+    def close(self, success: bool) -> None:
+        self.writer.close()

@@ -1,0 +1,84 @@
+"""The action expert: 1 state + H noisy actions + registers, one block per video block.
+
+Same block structure as the video expert minus text cross-attention and RoPE. Its Q/K/V are
+projected into the video expert's head space (num_heads x head_dim) so both streams share one
+attention per layer; it has its own q/k RMSNorm, output projection, FFN, timestep embedding.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+from policy.model.config import WAMConfig
+from policy.model.layers import (FP32LayerNorm, ffn, mlp3, modulate, scale_offset, sincos_1d,
+                                 sinusoid, time_mlp, time_projection)
+from policy.model.video_expert import SelfAttention
+
+
+class ActionBlock(nn.Module):
+    def __init__(self, cfg: WAMConfig):
+        super().__init__()
+        d = cfg.action_width
+        self.norm1 = FP32LayerNorm(d, cfg.eps, elementwise_affine=False)
+        self.self_attn = SelfAttention(d, cfg.attn_dim, cfg.num_heads, cfg.eps)
+        self.norm2 = FP32LayerNorm(d, cfg.eps, elementwise_affine=False)
+        self.ffn = ffn(d, cfg.action_ffn)
+        self.modulation = nn.Parameter(torch.randn(1, 6, d) / math.sqrt(d))
+
+    def mod(self, e: torch.Tensor) -> list[torch.Tensor]:
+        """e (B, 6, dim) -> 6 tensors (B, 1, dim): shift, 1 + scale, gate (x2)."""
+        return list((self.modulation + e + scale_offset(e)).unsqueeze(2).unbind(1))
+
+    def qkv(self, x, m):
+        return self.self_attn.qkv(torch.addcmul(m[0], self.norm1(x), m[1]))
+
+    def finish(self, x, attn_out, m):
+        x = torch.addcmul(x, self.self_attn.o(attn_out), m[2])
+        return torch.addcmul(x, self.ffn(torch.addcmul(m[3], self.norm2(x), m[4])), m[5])
+
+
+class ActionExpert(nn.Module):
+    def __init__(self, cfg: WAMConfig):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.action_width
+        self.state_embedding = mlp3(cfg.action_dim, d)
+        self.action_embedding = mlp3(cfg.action_dim, d)
+        self.registers = nn.Parameter(torch.randn(1, cfg.num_registers, d) * 0.02)
+        self.register_buffer("positions", sincos_1d(cfg.num_action_tokens, d)[None], persistent=False)
+        self.time_embedding = time_mlp(cfg.freq_dim, d)
+        self.time_projection = time_projection(d, 6)
+        self.blocks = nn.ModuleList(ActionBlock(cfg) for _ in range(cfg.video_layers))
+        self.norm_out = FP32LayerNorm(d, cfg.eps, elementwise_affine=False)
+        self.head_modulation = nn.Parameter(torch.randn(1, 2, d) / math.sqrt(d))
+        self.head = nn.Linear(d, cfg.action_dim)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+        nn.init.zeros_(self.head.weight)             # zero-initialised output (paper)
+        nn.init.zeros_(self.head.bias)
+
+    def embed(self, actions: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """actions (B, H, A), state (B, A) -> tokens (B, 1 + H + R, dim)."""
+        dt = self.head.weight.dtype
+        s = self.state_embedding(state.to(dt))[:, None]
+        a = self.action_embedding(actions.to(dt))
+        r = self.registers.expand(actions.shape[0], -1, -1)
+        return torch.cat([s, a, r], dim=1) + self.positions.to(dt)
+
+    def time(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """t (B,) -> temb (B, dim), projection (B, 6, dim)."""
+        emb = self.time_embedding(sinusoid(t * 1000.0, self.cfg.freq_dim).to(self.head.weight.dtype))
+        return emb, self.time_projection(emb).unflatten(-1, (6, -1))
+
+    def output(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+        """Action tokens -> velocity for the H actions (B, H, A)."""
+        shift, scale = (self.head_modulation + temb[:, None]).unsqueeze(2).unbind(1)
+        x = x[:, 1:1 + self.cfg.horizon]
+        return self.head(modulate(self.norm_out(x), shift, scale))

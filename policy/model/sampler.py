@@ -1,0 +1,96 @@
+"""Asymmetric video-action denoising (paper: inference only, training-free).
+
+[T_v, T_a] flow-matching Euler steps (T_v = 0: video-free, the action expert attends to the
+observation's tokens only and no future is imagined). Action steps 0..T_v-1 are joint passes that also advance
+the video and, in the last one, leave a per-layer video K/V cache; action steps T_v..T_a-1 run
+the action stream alone against that cache. Text K/V are projected once per chunk.
+`use_cache=False` recomputes the video stream at every action-only step instead (same video
+input, same numbers): the reference the cache is tested against.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+
+from policy.model.flow import euler_step, sampling_times
+from policy.model.wam import EfficientWAM, VideoKVCache
+
+
+@dataclass
+class SampleResult:
+    actions: torch.Tensor          # (B, H, A) normalised action chunk
+    future: torch.Tensor           # (B, C, T, h, w) sampled future latents
+    joint_passes: int              # passes that ran the video stream (and advanced it)
+    action_passes: int             # action-only passes against the cache
+    video_recomputes: int = 0      # uncached reference: video passes repeated for action steps
+
+
+class FlowSampler:
+    def __init__(self, model: EfficientWAM, steps: tuple[int, int] = (2, 10), shift: float = 5.0,
+                 use_cache: bool = True, compile_action_step: bool = False,
+                 compile_backend: str = "inductor"):
+        t_v, t_a = steps
+        if not (0 <= t_v <= t_a and t_a >= 1):
+            raise ValueError(f"steps [T_v, T_a] = {list(steps)}: need 0 <= T_v <= T_a, T_a >= 1 "
+                             "(video steps ride on the first action steps; T_v = 0 is video-free)")
+        self.model, self.steps, self.shift, self.use_cache = model, (t_v, t_a), shift, use_cache
+        self._action_step = model.action_only
+        if compile_action_step:
+            # Static shapes every step: one graph; on CUDA "reduce-overhead" adds CUDA graphs.
+            on_cuda = next(model.parameters()).is_cuda
+            self._action_step = torch.compile(
+                model.action_only, backend=compile_backend, dynamic=False,
+                mode="reduce-overhead" if on_cuda and compile_backend == "inductor" else None)
+
+    @torch.no_grad()
+    def sample(self, cond: torch.Tensor, text: torch.Tensor, state: torch.Tensor,
+               generator: torch.Generator | None = None,
+               noise: tuple[torch.Tensor, torch.Tensor] | None = None) -> SampleResult:
+        """cond (B, C, 1, H', W') clean condition latents, text (B, L, text_dim), state (B, A)
+        normalised -> SampleResult. `noise` = (future_noise, action_noise) overrides sampling."""
+        m, cfg = self.model, self.model.cfg
+        dev, b = cond.device, cond.shape[0]
+        if noise is None:
+            noise = (torch.randn((b, *cfg.future_latent_shape), device=dev, generator=generator),
+                     torch.randn((b, cfg.horizon, cfg.action_dim), device=dev, generator=generator))
+        x_v, x_a = noise[0].clone(), noise[1].clone()
+        t_v, t_a = self.steps
+        tv = sampling_times(t_v, self.shift, dev) if t_v else None
+        ta = sampling_times(t_a, self.shift, dev)
+        ones = torch.ones(b, device=dev)
+        res = SampleResult(x_a, x_v, 0, 0)
+        with self._autocast(dev):
+            text_kv = m.text_kv(text)                       # once per chunk
+            cache = VideoKVCache([], [])
+            last_video = None
+            for i in range(t_a):
+                if i < t_v:
+                    vel_v, vel_a = m.joint(x_v, tv[i] * ones, cond, text_kv, x_a, ta[i] * ones,
+                                           state, cache if self.use_cache else None)
+                    last_video = (x_v, tv[i] * ones)
+                    x_v = euler_step(x_v, vel_v, tv[i], tv[i + 1])
+                    res.joint_passes += 1
+                elif t_v == 0 and i == 0:
+                    # Video-free: one pass over the observation's tokens only (no future tokens)
+                    # builds the cache; the future is never imagined.
+                    _, vel_a = m.joint(None, None, cond, text_kv, x_a, ta[i] * ones, state,
+                                       cache if self.use_cache else None)
+                    last_video = (None, None)
+                    res.joint_passes += 1
+                elif self.use_cache:
+                    vel_a = self._action_step(cache, x_a, ta[i] * ones, state)
+                    res.action_passes += 1
+                else:
+                    _, vel_a = m.joint(*last_video, cond, text_kv, x_a, ta[i] * ones, state)
+                    res.video_recomputes += 1
+                x_a = euler_step(x_a, vel_a, ta[i], ta[i + 1])
+        res.actions, res.future = x_a, x_v
+        return res
+
+    @staticmethod
+    def _autocast(device: torch.device):
+        if device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()

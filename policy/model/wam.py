@@ -1,0 +1,116 @@
+"""EfficientWAM: the video and the action expert joined layer by layer (mixture of transformers).
+
+In every layer the video tokens (condition + future) and the action tokens (state, H actions,
+registers) share one attention in the video head space. Video queries attend to video keys only
+and action queries attend to [video keys ; action keys]: this is the paper's factorisation
+p(video | obs, text) * p(actions | obs, text, state, video) - the video stream never sees the
+robot state - and it is what makes the video K/V cache exact: an action-only step attending to
+cached video K/V computes the same numbers as a full joint pass with the same video input.
+
+Condition tokens carry timestep 0 and future tokens the video timestep (Wan2.2-TI2V's
+per-token timesteps), so the condition frame is always treated as clean.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from policy.model.action_expert import ActionExpert
+from policy.model.config import WAMConfig
+from policy.model.layers import attention
+from policy.model.video_expert import VideoExpert
+
+TextKV = list[tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass
+class VideoKVCache:
+    """Per-layer video K/V (after q/k-norm and RoPE) of the last joint pass of a chunk."""
+    keys: list[torch.Tensor]      # each (B, heads, L_video, head_dim)
+    values: list[torch.Tensor]
+
+
+class EfficientWAM(nn.Module):
+    def __init__(self, cfg: WAMConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.video = VideoExpert(cfg)
+        self.action = ActionExpert(cfg)
+
+    def num_params(self) -> dict[str, int]:
+        v = sum(p.numel() for p in self.video.parameters())
+        a = sum(p.numel() for p in self.action.parameters())
+        return {"video": v, "action": a, "total": v + a}
+
+    def text_kv(self, text: torch.Tensor) -> TextKV:
+        """text (B, L_text, text_dim) -> per-layer cross-attention K/V (once per chunk)."""
+        return self.video.text_kv(text)
+
+    # ---- one joint pass -----------------------------------------------------------------
+    def joint(self, future: torch.Tensor, t_video: torch.Tensor, cond: torch.Tensor,
+              text_kv: TextKV, actions: torch.Tensor, t_action: torch.Tensor, state: torch.Tensor,
+              cache: VideoKVCache | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Velocities for the future latents (B, C, T, h, w) and the actions (B, H, A).
+
+        future=None (t_video ignored): a video-free pass over the condition tokens only; the
+        video velocity is then None.
+
+        If `cache` is given, its lists are filled with this pass's per-layer video K/V.
+        """
+        vx, v_rope, n_cond, f_grid = self._video_tokens(cond, future)
+        if t_video is None:
+            t_video = torch.zeros_like(t_action)
+        t_pair = torch.stack([torch.zeros_like(t_video), t_video], dim=1)      # (B, 2)
+        v_temb, v_proj = self.video.time(t_pair)
+        counts = (n_cond, vx.shape[1] - n_cond)
+        ax = self.action.embed(actions, state)
+        a_temb, a_proj = self.action.time(t_action)
+        if cache is not None:
+            cache.keys.clear(), cache.values.clear()
+        for vblk, ablk, tkv in zip(self.video.blocks, self.action.blocks, text_kv):
+            vm, am = vblk.mod(v_proj, counts), ablk.mod(a_proj)
+            vq, vk, vv = vblk.qkv(vx, vm, v_rope)
+            aq, ak, av = ablk.qkv(ax, am)
+            if cache is not None:
+                cache.keys.append(vk), cache.values.append(vv)
+            v_out = attention(vq, vk, vv)
+            a_out = attention(aq, torch.cat([vk, ak], 2), torch.cat([vv, av], 2))
+            vx = vblk.finish(vx, v_out, vm, tkv)
+            ax = ablk.finish(ax, a_out, am)
+        a_vel = self.action.output(ax, a_temb).float()
+        if f_grid is None:
+            return None, a_vel
+        fut_temb = v_temb[:, 1:2].expand(-1, counts[1], -1)
+        v_vel = self.video.unpatchify(self.video.head(vx[:, n_cond:], fut_temb), f_grid)
+        return v_vel.float(), a_vel
+
+    def action_only(self, cache: VideoKVCache, actions: torch.Tensor, t_action: torch.Tensor,
+                    state: torch.Tensor) -> torch.Tensor:
+        """An action step against cached video K/V: the video stream does not run."""
+        ax = self.action.embed(actions, state)
+        a_temb, a_proj = self.action.time(t_action)
+        for ablk, vk, vv in zip(self.action.blocks, cache.keys, cache.values):
+            am = ablk.mod(a_proj)
+            aq, ak, av = ablk.qkv(ax, am)
+            ax = ablk.finish(ax, attention(aq, torch.cat([vk, ak], 2), torch.cat([vv, av], 2)), am)
+        return self.action.output(ax, a_temb).float()
+
+    def forward(self, future: torch.Tensor, actions: torch.Tensor, t_video: torch.Tensor,
+                t_action: torch.Tensor, cond: torch.Tensor, text: torch.Tensor,
+                state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training forward: noisy future latents (B, C, T, h, w), noisy actions (B, H, A),
+        independent timesteps t_video, t_action (B,) in [0, 1], clean condition latents
+        (B, C, 1, H', W'), text tokens (B, L, text_dim), state (B, A) -> (v_future, v_actions)."""
+        return self.joint(future, t_video, cond, self.text_kv(text), actions, t_action, state)
+
+    # ---- helpers ------------------------------------------------------------------------
+    def _video_tokens(self, cond, future):
+        cx, c_grid = self.video.patchify(cond)
+        if future is None:      # video-free: the observation's tokens only, no future tokens
+            return cx, self.video.rope((c_grid,), cx.device), cx.shape[1], None
+        fx, f_grid = self.video.patchify(future)
+        rope = self.video.rope((c_grid, f_grid), cx.device)
+        return torch.cat([cx, fx], dim=1), rope, cx.shape[1], f_grid
+

@@ -1,0 +1,100 @@
+"""Latents and text embeddings computed once, then indexed by every training step.
+
+Once the codec is trained it is frozen, so the condition latent of every frame and the future
+latents of every sample are encoded once (minutes on a CPU) instead of once per step. Text
+embeddings are computed once per distinct instruction (with the scene prefix), like inference.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from policy.model.codec import LatentCodec
+from policy.model.config import WAMConfig
+from policy.training.data import PreparedDataset
+
+
+def to_unit(frames: np.ndarray) -> torch.Tensor:
+    """(..., H, W, 3) uint8 -> (..., 3, H, W) float32 in [-1, 1]."""
+    x = torch.from_numpy(np.ascontiguousarray(frames)).float().div_(127.5).sub_(1.0)
+    return x.movedim(-1, -3)
+
+
+def clip_tensor(current: np.ndarray, future: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """current (B, h, w, 3), future (B, T, h, w, 3) uint8 -> (B, 3, h, w), (B, 3, T, h, w) in [-1, 1]."""
+    return to_unit(current), to_unit(future).transpose(1, 2)
+
+
+@dataclass
+class LatentCache:
+    cond: torch.Tensor      # (N, C, 1, h, w) normalised condition latents, one per frame
+    future: torch.Tensor    # (N, C, k, h', w') normalised future latents of the sample at each frame
+
+    def save(self, directory: Path, key: str) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        np.save(directory / "cond.npy", self.cond.numpy(), allow_pickle=False)
+        np.save(directory / "future.npy", self.future.numpy(), allow_pickle=False)
+        (directory / "key.txt").write_text(key)
+
+    @classmethod
+    def load(cls, directory: Path, key: str) -> "LatentCache | None":
+        if not (directory / "key.txt").exists() or (directory / "key.txt").read_text() != key:
+            return None
+        return cls(torch.from_numpy(np.load(directory / "cond.npy")),
+                   torch.from_numpy(np.load(directory / "future.npy")))
+
+
+@torch.no_grad()
+def encode_dataset(codec: LatentCodec, data: PreparedDataset, cfg: WAMConfig, batch: int = 256,
+                   progress: bool = False) -> LatentCache:
+    n = len(data)
+    cond, future = [], []
+    starts = range(0, n, batch)
+    if progress:
+        from rich.progress import track
+        starts = track(starts, description="encoding latents")
+    for s in starts:
+        idx = np.arange(s, min(n, s + batch))
+        cond.append(codec.encode(to_unit(data.images[idx])[:, :, None]))
+        cur, fut = clip_tensor(data.small[idx], data.small[data.future_indices(idx, cfg.future_frames)])
+        future.append(codec.encode_future(cur, fut))
+    return LatentCache(torch.cat(cond).float().contiguous(), torch.cat(future).float().contiguous())
+
+
+@torch.no_grad()
+def fit_latent_stats(codec, data: PreparedDataset, cfg: WAMConfig, samples: int = 512,
+                     seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean/std of the raw latents (condition and future) of a random subset."""
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(len(data), size=min(samples, len(data)), replace=False))
+    zs = [codec.encode_raw(to_unit(data.images[idx])[:, :, None])]
+    cur, fut = clip_tensor(data.small[idx], data.small[data.future_indices(idx, cfg.future_frames)])
+    zs.append(codec.encode_raw(torch.cat([cur[:, :, None], fut], dim=2))[:, :, 1:])
+    flat = torch.cat([z.transpose(0, 1).flatten(1) for z in zs], dim=1)     # (C, everything)
+    return flat.mean(1), flat.std(1)
+
+
+def instruction_groups(instructions: list[str]) -> list[list[str]]:
+    """For each recorded instruction, the texts it may be swapped with during training: its sim
+    task's paraphrases when it is one of them (the console accepts any paraphrase), else itself."""
+    try:
+        from hardware.sim.tasks import TASKS
+    except Exception:       # no sim (e.g. real-robot data): no paraphrases to add
+        TASKS = {}
+    groups = []
+    for text in instructions:
+        group = next((list(t.instructions) for t in TASKS.values() if text in t.instructions), [text])
+        groups.append(group)
+    return groups
+
+
+@torch.no_grad()
+def embed_instructions(encoder, prefix: str, groups: list[list[str]]) -> tuple[torch.Tensor, list[np.ndarray]]:
+    """-> (embeddings (M, L, D) of every distinct text, per recorded instruction the row ids of its group)."""
+    texts = sorted({t for g in groups for t in g})
+    emb = torch.cat([encoder.encode([prefix + t]) for t in texts]).float()
+    rows = [np.array([texts.index(t) for t in g], np.int64) for g in groups]
+    return emb, rows

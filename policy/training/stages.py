@@ -1,0 +1,142 @@
+"""The training stages (PAPER.md "Training") and what one step of each computes.
+
+  codec  : sim-tiny's latent codec, pixel reconstruction (before stage 1; frozen afterwards)
+  video  : stage 1, video expert only, video flow matching
+  action : stage 2, video frozen, action expert trained; 1.0 action + 0.01 video loss
+  joint  : stage 3, both trained (video LR 5x below the action LR); same loss weights
+Video and action timesteps are drawn independently: that is what lets inference run [T_v, T_a].
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from policy.model.config import WAMConfig
+from policy.model.flow import add_noise, sample_timesteps, velocity_target
+from policy.training.data import PreparedDataset
+from policy.training.latents import LatentCache, clip_tensor, to_unit
+
+STAGE_NAMES = ("codec", "video", "action", "joint")
+
+
+@dataclass
+class StageConfig:
+    name: str                      # one of STAGE_NAMES
+    steps: int
+    lr_video: float = 0.0          # 0 = frozen (codec stage: the codec's LR)
+    lr_action: float = 0.0
+    video_weight: float = 1.0
+    action_weight: float = 1.0
+
+    def __post_init__(self):
+        if self.name not in STAGE_NAMES:
+            raise ValueError(f"unknown stage {self.name!r}; stages are {STAGE_NAMES}")
+        if self.steps < 0:
+            raise ValueError(f"stage {self.name}: steps must be >= 0, got {self.steps}")
+
+
+def default_stages(codec: int, video: int, action: int, joint: int, lr: float = 1e-3) -> list[StageConfig]:
+    """The paper's recipe with our step counts; `lr` is the peak action LR (paper 5e-5 at batch 128
+    for 1B params; a 2M-parameter model trained for minutes wants ~1e-3)."""
+    return [StageConfig("codec", codec, lr_video=2e-3),
+            StageConfig("video", video, lr_video=lr, video_weight=1.0, action_weight=0.0),
+            StageConfig("action", action, lr_action=lr, video_weight=0.01, action_weight=1.0),
+            StageConfig("joint", joint, lr_video=lr / 5, lr_action=lr, video_weight=0.01, action_weight=1.0)]
+
+
+def lr_factor(step: int, total: int, warmup: int = 50, floor: float = 0.1) -> float:
+    """Linear warm-up, then cosine decay to `floor` x peak."""
+    warmup = min(warmup, max(1, total // 10))
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def param_groups(model, stage: StageConfig) -> list[dict]:
+    """Freeze what the stage does not train; AdamW groups with each expert's LR."""
+    groups = []
+    for part, lr in ((model.video, stage.lr_video), (model.action, stage.lr_action)):
+        part.requires_grad_(lr > 0)
+        if lr > 0:
+            groups.append({"params": [p for p in part.parameters()], "lr": lr, "base_lr": lr})
+    return groups
+
+
+# ---- batches --------------------------------------------------------------------------------
+@dataclass
+class Normaliser:
+    state_mean: torch.Tensor
+    state_std: torch.Tensor
+    action_mean: torch.Tensor
+    action_std: torch.Tensor
+
+    @classmethod
+    def from_stats(cls, stats: dict) -> "Normaliser":
+        t = lambda part, k: torch.tensor(stats[part][k], dtype=torch.float32)  # noqa: E731
+        return cls(t("state", "mean"), t("state", "std"), t("action", "mean"), t("action", "std"))
+
+
+@dataclass
+class BatchSource:
+    """Random training batches from the in-memory dataset, latents and text embeddings."""
+    data: PreparedDataset
+    cfg: WAMConfig
+    norm: Normaliser
+    latents: LatentCache | None = None
+    text: torch.Tensor | None = None           # (M, L, D) embeddings of every distinct text
+    text_rows: list[np.ndarray] | None = None  # per recorded instruction: rows it may use
+    state_noise: float = 0.0                   # std of noise added to the normalised state input
+
+    def indices(self, rng: np.random.Generator, batch: int) -> np.ndarray:
+        return rng.integers(0, len(self.data), size=batch)
+
+    def codec_batch(self, rng: np.random.Generator, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pixels for the codec: condition frames (B, 3, 1, H, W) and future clips at the
+        future's size (B, 3, 1 + F, h, w) laid out as the codec encodes them."""
+        idx = self.indices(rng, batch)
+        cond = to_unit(self.data.images[idx])[:, :, None]
+        cur, fut = clip_tensor(self.data.small[idx], self.data.small[self.data.future_indices(idx, self.cfg.future_frames)])
+        return cond, torch.cat([cur[:, :, None], fut], dim=2)
+
+    def flow_batch(self, rng: np.random.Generator, batch: int) -> dict[str, torch.Tensor]:
+        if self.latents is None or self.text is None:
+            raise RuntimeError("flow stages need the latent cache and text embeddings: train the codec first")
+        idx = self.indices(rng, batch)
+        d, n = self.data, self.norm
+        actions = (torch.from_numpy(d.action[d.chunk_indices(idx, self.cfg.horizon)]) - n.action_mean) / n.action_std
+        state = (torch.from_numpy(d.state[idx]) - n.state_mean) / n.state_std
+        if self.state_noise > 0:
+            state = state + self.state_noise * torch.from_numpy(rng.standard_normal(state.shape).astype(np.float32))
+        rows = [self.text_rows[i] for i in d.instruction[idx]]
+        text_ids = torch.from_numpy(np.array([r[rng.integers(len(r))] for r in rows], np.int64))
+        return {"cond": self.latents.cond[idx], "future": self.latents.future[idx], "actions": actions,
+                "state": state, "text": self.text[text_ids]}
+
+
+# ---- losses ---------------------------------------------------------------------------------
+def flow_losses(model, batch: dict[str, torch.Tensor], shift: float,
+                generator: torch.Generator | None = None,
+                video_free: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flow-matching MSE of the future latents and of the action chunk, with independent timesteps.
+
+    video_free: a step without future tokens (the sampler's [0, T_a] mode), video loss 0."""
+    future, actions = batch["future"], batch["actions"]
+    if video_free:
+        t_a = sample_timesteps(actions.shape[0], shift, actions.device, generator)
+        n_a = torch.randn(actions.shape, generator=generator, device=actions.device)
+        _, vel_a = model(None, add_noise(actions, n_a, t_a), None, t_a, batch["cond"], batch["text"], batch["state"])
+        return torch.zeros((), device=actions.device), F.mse_loss(vel_a.float(), velocity_target(actions, n_a))
+    b = future.shape[0]
+    t_v = sample_timesteps(b, shift, future.device, generator)
+    t_a = sample_timesteps(b, shift, future.device, generator)      # independent of t_v
+    n_v = torch.randn(future.shape, generator=generator, device=future.device)
+    n_a = torch.randn(actions.shape, generator=generator, device=actions.device)
+    vel_v, vel_a = model(add_noise(future, n_v, t_v), add_noise(actions, n_a, t_a), t_v, t_a,
+                         batch["cond"], batch["text"], batch["state"])
+    return (F.mse_loss(vel_v.float(), velocity_target(future, n_v)),
+            F.mse_loss(vel_a.float(), velocity_target(actions, n_a)))

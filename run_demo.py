@@ -1,0 +1,121 @@
+"""Run the Efficient-WAM demo: policy server, simulated robot and the operator console.
+
+    python run_demo.py                       # everything on this machine, http://127.0.0.1:7860
+    python run_demo.py --policy tcp://gpu-box:5555 --dataset data/demos
+    python run_demo.py --rig rig.toml --host 0.0.0.0 --auth operator:secret
+
+Starts the policy server as a child process (the shipped sim-tiny checkpoint; random weights
+with a warning if none is there), waits for its handshake, starts the robot, the control loop
+and the console, and prints the address. Ctrl-C / SIGTERM, or any part dying, shuts
+everything down in order; the message says which part and why.
+"""
+from __future__ import annotations
+
+import os
+
+# Offscreen rendering and no network calls: set before mujoco / gradio are imported.
+os.environ.setdefault("MUJOCO_GL", "osmesa")
+os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import argparse  # noqa: E402
+import ipaddress  # noqa: E402
+import logging  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+
+from app.stack import DemoStack, StackConfig, StackError  # noqa: E402
+
+log = logging.getLogger("run_demo")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_args(argv: list[str] | None = None) -> StackConfig:
+    p = argparse.ArgumentParser(prog="python run_demo.py", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--robot", default="sim", help="robot adapter (default: sim, the embedded MuJoCo scene)")
+    p.add_argument("--rig", help="rig file (TOML/JSON): camera adapters and serials, arm, safety settings")
+    p.add_argument("--policy", help="tcp://HOST:PORT of a running policy server (then none is started here)")
+    p.add_argument("--policy-port", type=int, default=5555, help="port of the child policy server (default 5555)")
+    p.add_argument("--checkpoint", help="checkpoint for the child policy server (default assets/checkpoints/sim-tiny)")
+    p.add_argument("--policy-arg", action="append", default=[], metavar="ARG",
+                   help="extra flag for the child policy server, repeatable (e.g. --policy-arg=--runner "
+                        "--policy-arg=testing); replaces the checkpoint choice")
+    p.add_argument("--dataset", default="data/demos", help="where episodes are recorded (default data/demos)")
+    p.add_argument("--no-record", action="store_true", help="disable recording")
+    p.add_argument("--host", default="127.0.0.1", help="interface the console listens on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=7860, help="console port (default 7860)")
+    p.add_argument("--auth", help="USER:PASS required to open the console (mandatory off loopback)")
+    p.add_argument("--task", help="sim task to start with")
+    p.add_argument("--seed", type=int, default=0, help="sim seed of the first scene")
+    p.add_argument("--camera-fps", type=int, default=30, help="sim camera rate (default 30)")
+    p.add_argument("--no-browser", action="store_true", help="do not open a browser tab")
+    args = p.parse_args(argv)
+
+    auth = None
+    if args.auth:
+        user, sep, password = args.auth.partition(":")
+        if not sep or not user or not password:
+            p.error("--auth must be USER:PASS, e.g. --auth operator:a-long-secret")
+        auth = (user, password)
+    if not is_loopback(args.host) and auth is None:
+        p.error(f"--host {args.host} exposes the robot's controls to the network: add --auth USER:PASS "
+                "(or keep the default --host 127.0.0.1 and tunnel, e.g. ssh -L 7860:127.0.0.1:7860)")
+    if args.policy and not args.policy.startswith(("tcp://", "ipc://")):
+        p.error(f"--policy {args.policy!r} must look like tcp://HOST:PORT")
+    return StackConfig(robot=args.robot, rig=args.rig, policy=args.policy, policy_port=args.policy_port,
+                       checkpoint=args.checkpoint, policy_args=args.policy_arg,
+                       dataset=None if args.no_record else args.dataset, host=args.host, port=args.port,
+                       auth=auth, task=args.task, seed=args.seed, camera_fps=args.camera_fps,
+                       open_browser=not args.no_browser)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("httpx", "OpenGL.acceleratesupport", "matplotlib.font_manager"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    config = parse_args(argv)
+    stack = DemoStack(config)
+    stop = threading.Event()
+    reason = {"text": None}
+
+    def on_signal(signum, _frame):
+        reason["text"] = reason["text"] or f"received {signal.Signals(signum).name}"
+        stop.set()
+        stack.interrupt()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    code = 0
+    try:
+        stack.start()
+        print(f"\nEfficient-WAM console running on {stack.url}  (Ctrl-C to stop)\n", flush=True)
+        while not stop.wait(0.5):
+            why = stack.check()
+            if why:
+                reason["text"], code = why, 1
+                break
+    except StackError as exc:
+        reason["text"], code = str(exc), (0 if stop.is_set() else 1)
+    except Exception as exc:  # anything else at start-up: say what, then shut down
+        log.exception("start-up failed")
+        reason["text"], code = f"start-up failed: {type(exc).__name__}: {exc}", 1
+    finally:
+        print(f"shutting down: {reason['text'] or 'done'}", file=sys.stderr, flush=True)
+        stack.close()
+        print("stopped cleanly", file=sys.stderr, flush=True)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

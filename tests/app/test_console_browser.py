@@ -1,0 +1,166 @@
+"""The operator console end to end: the real run_demo.py stack (policy server child, MuJoCo sim,
+control loop, Gradio) driven by headless chromium. Tests run in order against one stack.
+Screenshots go to tests/artifacts/."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.harness import DemoProcess, chromium_page
+from policy.episodes.reader import DatasetReader
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+CAMERAS = ("head", "left_wrist", "right_wrist")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    dataset = tmp_path_factory.mktemp("console") / "demos"
+    process = DemoProcess(["--dataset", str(dataset)])
+    process.dataset = dataset
+    yield process
+    code = process.stop()
+    assert code == 0, f"run_demo.py did not shut down cleanly (exit {code}):\n{process.log()}"
+    assert "stopped cleanly" in process.log()
+
+
+@pytest.fixture(scope="module")
+def page(demo):
+    ARTIFACTS.mkdir(exist_ok=True)
+    with chromium_page() as page:
+        page.goto(demo.url)
+        page.wait_for_function("() => window.ewamStatus && window.ewamStatus.joints", timeout=60_000)
+        yield page
+
+
+def status(page) -> dict:
+    return page.evaluate("() => window.ewamStatus")
+
+
+def joints(page) -> np.ndarray:
+    return np.asarray(status(page)["joints"])
+
+
+def wait_status(page, predicate: str, timeout_s: float = 60.0) -> dict:
+    page.wait_for_function(f"() => {{ const s = window.ewamStatus; return s && ({predicate}); }}",
+                           timeout=timeout_s * 1000)
+    return status(page)
+
+
+def test_every_camera_streams_live(page):
+    page.wait_for_function("() => window.ewamFrames && Object.keys(window.ewamFrames).length === 3", timeout=30_000)
+    before = page.evaluate("() => ({...window.ewamFrames})")
+    time.sleep(2.0)
+    after = page.evaluate("() => ({...window.ewamFrames})")
+    for cam in CAMERAS:
+        assert after[cam] - before[cam] >= 6, f"{cam}: only {after[cam] - before[cam]} new frames in 2 s"
+    stats = page.inner_text("#cam-head .cam-stats")
+    assert "fps shown" in stats and "ms old" in stats
+    page.screenshot(path=str(ARTIFACTS / "console_idle.png"), full_page=True)
+
+
+def test_start_with_no_instruction_says_what_to_do(page):
+    page.fill("#instruction input, #instruction textarea", "")
+    page.click("#ewam-start")
+    page.wait_for_selector("text=Type an instruction first", timeout=15_000)
+    assert status(page)["mode"] == "idle"
+
+
+def test_start_shows_the_imagined_future_and_moves_the_arm(page):
+    start = joints(page)
+    page.fill("#instruction input, #instruction textarea", "put the red block on the plate")
+    page.click("#ewam-start")
+    s = wait_status(page, "s.mode === 'policy'", 15)
+    assert s["operator"] and s["instruction"] == "put the red block on the plate"
+    page.wait_for_function("() => window.ewamFutures >= 2", timeout=120_000)
+    assert page.evaluate("() => document.querySelector('#imagined-future .future-img').src").startswith("data:image/jpeg")
+    assert "chunk #" in page.inner_text("#imagined-future .future-info")
+    deadline = time.monotonic() + 60
+    while np.abs(joints(page) - start).max() < 0.02 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert np.abs(joints(page) - start).max() >= 0.02, "the arm did not move under the policy"
+    s = status(page)
+    assert s["chunk_count"] >= 2 and s["latency_ms"]["p50"] > 0 and s["recording"]["recording"]
+    page.screenshot(path=str(ARTIFACTS / "console_policy.png"), full_page=True)
+
+
+def test_stop_holds_the_arm(page, demo):
+    saved_before = status(page)["recording"]["episodes_saved"]
+    page.click("#ewam-stop")
+    s = wait_status(page, "s.mode === 'idle' && s.holding", 5)
+    time.sleep(0.5)                          # let the last commanded step settle
+    held = joints(page)
+    time.sleep(1.5)
+    assert np.abs(joints(page) - held).max() < 0.01, "the arm kept moving after STOP"
+    assert s["queue_length"] == 0
+    # the rollout was recorded, with the imagined future of its chunks
+    s = wait_status(page, f"s.recording.episodes_saved > {saved_before}", 60)
+    reader = DatasetReader(demo.dataset)
+    rollout = reader.episodes[-1]
+    assert rollout.has_imagined and rollout.task == "put the red block on the plate"
+    assert len(reader.imagined(rollout.index)) >= 1
+
+
+def test_record_a_teleop_episode_with_the_keyboard(page, demo):
+    saved_before = status(page)["recording"]["episodes_saved"]
+    page.fill("#record-task input, #record-task textarea", "wave the left arm")
+    page.click("#rec-start")
+    wait_status(page, "s.recording.recording && s.recording.kind === 'teleop'", 10)
+    start = joints(page)
+    page.click("#ewam-title")                # focus off the text boxes: keys jog the arm
+    page.keyboard.press("1")                 # left arm
+    page.keyboard.down("q")                  # joint 1 +, held
+    time.sleep(2.0)
+    page.keyboard.up("q")
+    time.sleep(1.0)                          # the dead-man hold, then the joint settles on it
+    moved = joints(page)
+    assert moved[0] - start[0] > 0.2, f"left waist moved only {moved[0] - start[0]:.3f} rad while Q was held"
+    assert status(page)["mode"] == "teleop"
+    time.sleep(1.0)                          # dead-man: released key, the arm must stay put
+    assert abs(joints(page)[0] - moved[0]) < 0.005
+    page.click("#rec-save")
+    wait_status(page, f"s.recording.episodes_saved > {saved_before} && !s.recording.recording", 60)
+    reader = DatasetReader(demo.dataset)
+    episode = reader.episodes[-1]
+    assert episode.task == "wave the left arm" and not episode.has_imagined
+    table = reader.episode_table(episode.index)
+    assert table.state[:, 0].max() - table.state[:, 0].min() > 0.2
+    assert Path(reader.video_path(episode.index, "head")[0]).stat().st_size > 1000
+    page.screenshot(path=str(ARTIFACTS / "console_teleop.png"), full_page=True)
+
+
+def test_the_review_tab_shows_recorded_episodes(page, demo):
+    page.click("#review-tab-button, button[role='tab']:has-text('Review')")
+    page.click("#review-refresh")
+    page.wait_for_function("() => document.querySelectorAll('#review-frame img').length >= 3", timeout=60_000)
+    assert "wave the left arm" in page.inner_text("#review-summary")
+    # scrub to the last frame: the caption follows
+    slider = page.locator("#review-scrub input[type='number']")
+    slider.fill("15")
+    slider.press("Enter")
+    page.wait_for_function("() => document.querySelector('#review-frame').innerText.includes('frame 15')", timeout=20_000)
+    page.screenshot(path=str(ARTIFACTS / "console_review.png"), full_page=True)
+    page.click("button[role='tab']:has-text('Operate')")
+
+
+def test_a_second_tab_watches_until_it_takes_control(page, demo):
+    second = page.context.new_page()
+    try:
+        second.goto(demo.url)
+        second.wait_for_function("() => window.ewamStatus && window.ewamStatus.holder", timeout=60_000)
+        assert not second.evaluate("() => window.ewamStatus.operator")
+        assert "another tab operates" in second.inner_text("#ewam-status")
+        second.fill("#instruction input, #instruction textarea", "put the red block on the plate")
+        second.click("#ewam-start")
+        second.wait_for_selector("text=another browser tab is operating", timeout=15_000)
+        assert second.evaluate("() => window.ewamStatus.mode") == "idle"
+        second.click("text=Take control")
+        second.wait_for_function("() => window.ewamStatus.operator", timeout=15_000)
+        page.wait_for_function("() => !window.ewamStatus.operator", timeout=15_000)
+        second.screenshot(path=str(ARTIFACTS / "console_second_tab.png"))
+    finally:
+        second.close()

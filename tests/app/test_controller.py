@@ -1,0 +1,243 @@
+"""app.controller driving the MuJoCo sim arm with a real policy server process."""
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from app.controller import Controller, ControllerConfig, Mode, chunk_indices, merge_actions
+from hardware.safety import SafeArm, SafetyConfig
+from hardware.sim.env import SimConfig
+from hardware.sim.robot import SimRobot
+from policy.client import PolicyClient, PolicyMismatchError
+from policy.server import spawn
+
+PERIOD = 0.1   # 10 Hz
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(address: str, delay_ms: float = 150, action_dim: int = 14):
+    proc, _ = spawn(["--runner", "testing", "--bind", address, "--testing-delay-ms", str(delay_ms),
+                     "--testing-action-dim", str(action_dim), "--log-level", "WARNING"], ready_timeout_s=60)
+    return proc
+
+
+class TimedSafeArm(SafeArm):
+    """The real safety layer, noting when each hold happened (to time STOP without polling delays)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.hold_times: list[float] = []
+
+    def hold(self):
+        self.hold_times.append(time.monotonic())
+        return super().hold()
+
+
+def wait_for(condition, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+@pytest.fixture(scope="module")
+def robot():
+    sim = SimRobot(SimConfig(), camera_fps=10)
+    sim.start()
+    yield sim
+    sim.close()
+
+
+@pytest.fixture(scope="module")
+def server():
+    address = f"tcp://127.0.0.1:{free_port()}"
+    proc = start_server(address)
+    yield address
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture
+def make_controller(robot):
+    made = []
+
+    def make(address=None, **config):
+        robot.reset(seed=0)
+        client = PolicyClient(address, timeout_s=2.0, hello_timeout_s=1.0) if address else None
+        controller = Controller(TimedSafeArm(robot.arm, SafetyConfig()), robot.cameras, client, ControllerConfig(**config))
+        made.append((controller, client))
+        controller.start()
+        return controller
+    yield make
+    for controller, client in made:
+        controller.close()
+        if client is not None:
+            client.close()
+
+
+def test_chunk_selection_and_merge_rules():
+    assert chunk_indices(16, 16).tolist() == list(range(16))
+    assert chunk_indices(16, 4).tolist() == [3, 7, 11, 15]
+    assert chunk_indices(16, 5).tolist() == [3, 6, 9, 12, 15]
+    old = [np.zeros(2), np.zeros(2), np.zeros(2)]
+    new = np.ones((4, 2))
+    assert np.allclose(merge_actions(old, new, "replace"), new)
+    blended = np.array(merge_actions(old, new, "blend"))
+    assert np.allclose(blended[:, 0], [0.25, 0.5, 0.75, 1.0])   # ramps from the old plan to the new one
+
+
+def test_bad_configs_are_refused():
+    with pytest.raises(ValueError, match="'replace' or 'blend'"):
+        ControllerConfig(merge="average")
+    with pytest.raises(ValueError, match="below actions_per_chunk"):
+        ControllerConfig(request_threshold=4, actions_per_chunk=4)
+
+
+def test_policy_mode_moves_the_arm_and_stop_holds_within_one_tick(robot, server, make_controller):
+    ticks, chunks = [], []
+    controller = make_controller(server)
+    controller.add_tick_listener(ticks.append)
+    controller.add_chunk_listener(chunks.append)
+    home = robot.measured().copy()
+    controller.set_instruction("put the red block on the plate")
+    controller.start_policy()
+    wait_for(lambda: controller.status().chunk_count >= 2, 10, "two chunks")
+    wait_for(lambda: controller.status().request_in_flight, 5, "a request in flight")
+    moved = np.abs(robot.measured() - home).max()
+    assert moved > 0.02, f"the arm moved only {moved:.4f} rad in policy mode"
+    status = controller.status()
+    assert status.mode == Mode.POLICY and status.server_connected and status.policy_metadata.preset == "testing"
+    assert {"capture", "serialise", "network", "inference", "execution"} <= set(status.stage_ms)
+    assert all(150 <= ms < 2000 for ms in status.latency_history)   # 150 ms of simulated inference each
+    # Tick records carry the three views, the state and what was sent.
+    record = ticks[-1]
+    assert set(record.images) == {"head", "left_wrist", "right_wrist"} and record.state.shape == (14,)
+    assert any(t.commanded and t.chunk_id is not None for t in ticks)
+    # Receding horizon: later chunks were requested while the previous one ran, so the actions whose
+    # time passed during inference (150 ms, 1-2 ticks) were skipped; the first found the arm waiting.
+    assert chunks[0].skipped == 0 and all(1 <= c.skipped <= 6 for c in chunks[1:])   # never more than the threshold
+
+    stopped_at = time.monotonic()
+    controller.stop()                       # a request is in flight right now
+    wait_for(lambda: controller.arm.holding, 2, "the arm to hold")
+    hold_ms = (min(t for t in controller.arm.hold_times if t >= stopped_at) - stopped_at) * 1000
+    assert hold_ms < PERIOD * 1000, f"STOP took {hold_ms:.0f} ms, more than one tick"
+    held_target = robot.target()
+    n_chunks, n_ticks = len(chunks), len(ticks)
+    time.sleep(0.6)                         # the in-flight reply arrives meanwhile and must be dropped
+    assert len(chunks) == n_chunks
+    np.testing.assert_array_equal(robot.target(), held_target)
+    assert not any(t.commanded for t in ticks[n_ticks:]) and all(t.mode == Mode.IDLE for t in ticks[n_ticks:])
+    assert controller.status().queue_length == 0
+
+
+def test_instruction_change_applies_at_the_next_request(server, make_controller):
+    chunks = []
+    controller = make_controller(server)
+    controller.add_chunk_listener(chunks.append)
+    controller.set_instruction("open the drawer")
+    controller.start_policy()
+    wait_for(lambda: len(chunks) >= 1, 10, "a first chunk")
+    controller.set_instruction("close the drawer")
+    wait_for(lambda: len(chunks) >= 3, 10, "two more chunks")
+    controller.stop()
+    instructions = [c.instruction for c in chunks]
+    assert instructions[0] == "open the drawer" and instructions[-1] == "close the drawer"
+    assert controller.status().instruction == "close the drawer"
+
+
+def test_server_restart_arm_holds_then_recovers(robot, make_controller):
+    address = f"tcp://127.0.0.1:{free_port()}"
+    proc = start_server(address, delay_ms=50)
+    try:
+        controller = make_controller(address, watchdog_s=0.3)
+        controller.set_instruction("wipe the table")
+        controller.start_policy()
+        wait_for(lambda: controller.status().chunk_count >= 2, 10, "chunks")
+        proc.kill()
+        proc.wait(10)
+        wait_for(lambda: controller.arm.holding, 3.0, "the watchdog to hold")
+        held = robot.target()
+        wait_for(lambda: "policy request failed" in controller.status().last_error, 5, "a plain error")
+        assert controller.status().mode == Mode.POLICY         # still trying, not moving
+        np.testing.assert_array_equal(robot.target(), held)
+        count = controller.status().chunk_count
+        proc = start_server(address, delay_ms=50)
+        wait_for(lambda: controller.status().chunk_count > count, 10, "chunks from the restarted server")
+        wait_for(lambda: not controller.arm.holding, 2, "motion again")
+        assert controller.status().last_error == ""
+        controller.stop()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_teleop_is_dead_man(robot, make_controller):
+    controller = make_controller(None)
+    controller.teleop_command(joint_velocity=np.zeros(14))      # a released key outside teleop: ignored
+    with pytest.raises(RuntimeError, match="start_teleop"):
+        controller.teleop_command(joint_velocity=np.ones(14))
+    controller.start_teleop()
+    with pytest.raises(ValueError, match="gripper dims"):
+        controller.teleop_command(gripper={0: 0.5})
+    with pytest.raises(ValueError, match="needs \\(14,\\)"):
+        controller.teleop_command(joint_velocity=np.zeros(3))
+    velocity = np.zeros(14)
+    velocity[0] = 0.5                       # rad/s on the left waist
+    start = robot.target()[0]
+    for _ in range(10):                     # 0.5 s of held-down key
+        controller.teleop_command(joint_velocity=velocity, gripper={6: 0.2})
+        time.sleep(0.05)
+    moved = robot.target()[0] - start
+    assert 0.1 < moved < 0.4, f"teleop moved the waist target by {moved:.3f} rad"
+    assert abs(robot.target()[6] - 0.2) < 1e-3     # gripper set by the gripper dict
+    wait_for(lambda: controller.arm.holding, 0.4, "the dead-man to release")
+    released = robot.target()
+    time.sleep(0.3)
+    np.testing.assert_array_equal(robot.target(), released)
+    assert controller.status().mode == Mode.TELEOP
+
+
+def test_policy_refusals_are_clear(robot, make_controller):
+    controller = make_controller(None)
+    with pytest.raises(RuntimeError, match="no policy server"):
+        controller.start_policy()
+    address = f"tcp://127.0.0.1:{free_port()}"
+    proc = start_server(address, delay_ms=0, action_dim=7)
+    try:
+        controller = make_controller(address)
+        wait_for(lambda: "7-d actions" in controller.status().last_error, 5, "the mismatch to be reported")
+        controller.set_instruction("anything")
+        with pytest.raises(PolicyMismatchError, match="this robot has 14 joints"):
+            controller.start_policy()
+        assert controller.status().mode == Mode.IDLE
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_success_check_stops_the_policy(server, make_controller):
+    done = threading.Event()
+    controller = make_controller(server)
+    controller.set_success_check(done.is_set)
+    controller.set_instruction("stack the cups")
+    controller.start_policy()
+    wait_for(lambda: controller.status().chunk_count >= 1, 10, "a chunk")
+    done.set()
+    wait_for(lambda: controller.status().mode == Mode.IDLE, 1, "the success stop")
+    assert "succeeded" in controller.status().notice and controller.arm.holding
+
+
+def test_the_app_side_never_imports_torch():
+    code = "import sys, app.controller, policy.client; assert 'torch' not in sys.modules, 'torch was imported'"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr

@@ -1,0 +1,58 @@
+import base64
+
+import cv2
+import numpy as np
+import pytest
+
+from app.live_view import LiveFeeds, LiveViewConfig, colorize_depth, encode_jpeg
+
+
+def decode(b64: str) -> np.ndarray:
+    return cv2.imdecode(np.frombuffer(base64.b64decode(b64), np.uint8), cv2.IMREAD_COLOR)
+
+
+def test_each_pull_returns_a_newer_decodable_frame(sim_robot):
+    feeds = LiveFeeds(sim_robot.cameras)
+    assert feeds.names == ["head", "left_wrist", "right_wrist"]
+    first = feeds.next_frame("head")
+    assert first["error"] is None and decode(first["jpeg"]).shape == (240, 320, 3)
+    second = feeds.next_frame("head", after_seq=first["seq"])
+    assert second["seq"] > first["seq"]
+    assert 0 <= second["age_ms"] < 1000
+
+
+def test_the_jpeg_shows_the_camera_image(sim_robot):
+    feeds = LiveFeeds(sim_robot.cameras, LiveViewConfig(jpeg_quality=95))
+    reply = feeds.next_frame("left_wrist")
+    frame = sim_robot.cameras["left_wrist"].latest()
+    shown = cv2.cvtColor(decode(reply["jpeg"]), cv2.COLOR_BGR2RGB).astype(float)
+    # the frame encoded may be one newer than `frame`; the scene is static, so both look alike
+    assert np.abs(shown - frame.rgb.astype(float)).mean() < 6.0
+
+
+def test_unknown_camera_names_the_ones_that_exist(sim_robot):
+    reply = LiveFeeds(sim_robot.cameras).next_frame("top")
+    assert "unknown camera 'top'" in reply["error"] and "head" in reply["error"]
+
+
+def test_a_disconnected_camera_is_reported_not_raised(sim_robot):
+    camera = sim_robot.cameras["right_wrist"]
+    camera.disconnect()
+    try:
+        reply = LiveFeeds(sim_robot.cameras).next_frame("right_wrist")
+        assert "not connected" in reply["error"]
+    finally:
+        camera.connect()
+
+
+def test_depth_colouring_keeps_missing_readings_black():
+    depth = np.full((4, 5), 1000, np.uint16)
+    depth[0, 0] = 0
+    rgb = colorize_depth(depth, (200, 2000))
+    assert rgb.shape == (4, 5, 3) and rgb.dtype == np.uint8
+    assert rgb[0, 0].tolist() == [0, 0, 0] and rgb[1, 1].sum() > 0
+
+
+def test_encode_rejects_non_rgb_input():
+    with pytest.raises(ValueError, match="HxWx3 uint8"):
+        encode_jpeg(np.zeros((4, 4), np.uint8))

@@ -1,0 +1,55 @@
+import pytest
+import torch
+
+from policy.model.sampler import FlowSampler
+from tests.policy.model.conftest import inputs
+
+
+def _noise(cfg, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(1, *cfg.future_latent_shape, generator=g),
+            torch.randn(1, cfg.horizon, cfg.action_dim, generator=g))
+
+
+@pytest.mark.parametrize("steps", [(2, 10), (3, 7)])
+def test_cached_equals_uncached(tiny_model, steps):
+    x, nz = inputs(tiny_model.cfg), _noise(tiny_model.cfg)
+    cached = FlowSampler(tiny_model, steps).sample(**x, noise=nz)
+    uncached = FlowSampler(tiny_model, steps, use_cache=False).sample(**x, noise=nz)
+    assert uncached.video_recomputes == steps[1] - steps[0]
+    torch.testing.assert_close(cached.actions, uncached.actions, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(cached.future, uncached.future, atol=1e-5, rtol=1e-5)
+    # and the steps matter: a dense schedule gives different actions
+    dense = FlowSampler(tiny_model, (steps[1], steps[1])).sample(**x, noise=nz)
+    assert (dense.actions - cached.actions).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("steps", [(2, 10), (10, 10), (1, 4), (5, 10)])
+def test_steps_set_the_number_of_joint_passes(tiny_model, steps):
+    calls = {"joint": 0, "action": 0}
+    joint, action_only = tiny_model.joint, tiny_model.action_only
+
+    def count(name, fn):
+        def wrapped(*a, **k):
+            calls[name] += 1
+            return fn(*a, **k)
+        return wrapped
+
+    tiny_model.joint, tiny_model.action_only = count("joint", joint), count("action", action_only)
+    res = FlowSampler(tiny_model, steps).sample(**inputs(tiny_model.cfg))
+    assert calls == {"joint": steps[0], "action": steps[1] - steps[0]}
+    assert (res.joint_passes, res.action_passes) == (steps[0], steps[1] - steps[0])
+    assert res.actions.shape == (1, tiny_model.cfg.horizon, tiny_model.cfg.action_dim)
+
+
+def test_bad_steps_rejected(tiny_model):
+    with pytest.raises(ValueError, match="T_v <= T_a"):
+        FlowSampler(tiny_model, (5, 2))
+
+
+def test_compiled_action_step_matches_eager(tiny_model):
+    x, nz = inputs(tiny_model.cfg), _noise(tiny_model.cfg)
+    eager = FlowSampler(tiny_model, (2, 6)).sample(**x, noise=nz)
+    compiled = FlowSampler(tiny_model, (2, 6), compile_action_step=True, compile_backend="eager")
+    res = compiled.sample(**x, noise=nz)
+    torch.testing.assert_close(res.actions, eager.actions, atol=1e-5, rtol=1e-5)

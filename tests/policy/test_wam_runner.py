@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+import torch
+
+from policy.checkpoint import prefixed, save_checkpoint
+from policy.runner import Observation
+from policy.wam_runner import NormStats, load_runner
+
+
+@pytest.fixture(scope="module")
+def runner():
+    return load_runner(seed=3)
+
+
+def _obs(instruction="put the red block on the plate", state=None, seed=0):
+    rng = np.random.default_rng(seed)
+    images = {c: rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
+              for c in ("head", "left_wrist", "right_wrist")}
+    return Observation(images, np.zeros(14, np.float32) if state is None else state, instruction)
+
+
+def test_metadata(runner):
+    m = runner.metadata
+    assert (m.preset, m.action_dim, m.chunk_length, m.steps) == ("sim-tiny", 14, 16, [2, 10])
+    assert m.camera_names == ["head", "left_wrist", "right_wrist"]
+    assert m.future_frames == 8 and m.preview_size == [64, 48]
+    assert m.scene_prefix and m.to_dict()["protocol_version"] == 1
+
+
+def test_infer_then_preview(runner):
+    a = runner.infer(_obs())
+    b = runner.infer(_obs(seed=1))
+    assert a.actions.shape == (16, 14) and a.actions.dtype == np.float32
+    assert np.isfinite(a.actions).all() and b.chunk_id == a.chunk_id + 1
+    assert {"inference", "sample", "text"} <= set(a.timings_ms)
+    video = runner.preview(b.chunk_id)
+    assert video.shape == (8, 64, 48, 3) and video.dtype == np.uint8
+
+
+def test_old_and_unknown_previews_raise(runner):
+    first = runner.infer(_obs()).chunk_id
+    for _ in range(runner.keep_previews):
+        runner.infer(_obs())
+    with pytest.raises(KeyError):
+        runner.preview(first)
+    with pytest.raises(KeyError):
+        runner.preview(10**6)
+
+
+def test_bad_observation_is_rejected(runner):
+    with pytest.raises(ValueError, match="expected \\(14,\\)"):
+        runner.infer(_obs(state=np.zeros(7, np.float32)))
+    with pytest.raises(ValueError, match="NaN"):
+        runner.infer(_obs(state=np.full(14, np.nan, np.float32)))
+    with pytest.raises(ValueError, match="missing"):
+        runner.infer(Observation({"head": np.zeros((240, 320, 3), np.uint8)}, np.zeros(14, np.float32), "x"))
+
+
+def test_checkpoint_roundtrip_reproduces_actions_and_applies_norm(tmp_path, runner):
+    torch.nn.init.normal_(runner.model.action.head.weight, std=0.05)    # make actions depend on weights
+    norm = NormStats(np.zeros(14, np.float32), np.ones(14, np.float32),
+                     np.linspace(-1, 1, 14).astype(np.float32), np.full(14, 0.1, np.float32))
+    state = {**prefixed(runner.model.state_dict(), "wam"), **prefixed(runner.codec.state_dict(), "codec")}
+    save_checkpoint(tmp_path, state, {"preset": "sim-tiny", "wam_config": runner.cfg.to_dict(),
+                                      "norm_stats": norm.to_dict()})
+    r1, r2 = load_runner(str(tmp_path), seed=7), load_runner(str(tmp_path), seed=7)
+    a1, a2 = r1.infer(_obs()).actions, r2.infer(_obs()).actions
+    np.testing.assert_array_equal(a1, a2)
+    r1.norm = NormStats.identity(14)
+    raw = load_runner(str(tmp_path), seed=7)
+    raw.norm = NormStats.identity(14)
+    np.testing.assert_allclose(a1, raw.infer(_obs()).actions * norm.action_std + norm.action_mean,
+                               rtol=1e-5, atol=1e-5)
+    assert abs(float(a1.mean()) - float(norm.action_mean.mean())) < 0.5
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a checkpoint"):
+        load_runner(str(tmp_path / "nope"))
