@@ -125,7 +125,7 @@ function render(s) {
     `<span class="badge ${s.server_connected ? 'ok' : 'bad'}">policy ${s.server_connected ? 'connected' : 'NOT connected'}${s.preset ? ' · ' + esc(s.preset) : ''}</span>`,
     `<span class="badge ${s.operator ? 'ok' : 'watch'}">${s.operator ? 'you are operating' : (s.holder ? 'watching: another tab operates' : 'watching: nobody operates')}</span>`,
     rec.recording ? `<span class="badge rec">● REC ${esc(rec.kind)} · ${esc(rec.frames)} frames</span>` : '',
-    `<span class="field">episodes saved <b>${esc(rec.episodes_saved ?? '–')}</b>${rec.saving ? ' · writing ' + esc(rec.saving) : ''}${rec.encoder_backlog ? ' · encoder backlog ' + esc(rec.encoder_backlog) : ''}</span>`,
+    `<span class="field">episodes saved <b>${esc(rec.episodes_saved ?? '–')}</b>${rec.saving ? ' · writing ' + esc(rec.saving) : ''}${rec.encoder_backlog ? ' · encoder backlog ' + esc(rec.encoder_backlog) : ''}${rec.stale_frames ? ' · ' + esc(rec.stale_frames) + ' late camera frames' : ''}</span>`,
     `<span class="field">safety: ${esc(s.safety || 'ok')}</span>`,
     s.notice ? `<span class="field notice">${esc(s.notice)}</span>` : '',
   ];

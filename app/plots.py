@@ -43,7 +43,14 @@ def joint_figure(state: np.ndarray, action: np.ndarray, joint_names: list[str], 
             ax.axvline(cursor / fps, color="tab:red", lw=0.8)
         ax.set_title(joint_names[i] if i < len(joint_names) else f"joint {i}", fontsize=8)
         ax.tick_params(labelsize=6)
+        ax.ticklabel_format(axis="y", useOffset=False)
+        lo = min(state[:, i].min(), action[:, i].min())
+        hi = max(state[:, i].max(), action[:, i].max())
+        if hi - lo < 0.05:          # a joint that did not move: show it flat, not as magnified noise
+            mid = (hi + lo) / 2
+            ax.set_ylim(mid - 0.05, mid + 0.05)
     axes.flat[0].legend(fontsize=6, loc="best")
+    fig.suptitle("joint trajectories: measured state (solid) vs commanded action (dashed)", fontsize=9)
     fig.supxlabel("time (s)", fontsize=8)
     fig.tight_layout()
     plt.close(fig)              # gr.Plot keeps its own reference; pyplot must not accumulate figures
@@ -62,6 +69,7 @@ def chunk_latency_figure(start_frames: list[int], latencies_ms: list[float], fps
     else:
         ax.text(0.5, 0.5, "no policy chunks in this episode (a demonstration)", ha="center", va="center",
                 transform=ax.transAxes, fontsize=9)
+    ax.set_title("per-chunk latency (observation -> actions queued)", fontsize=9)
     ax.set_xlabel("chunk start (s)", fontsize=8)
     ax.set_ylabel("latency (ms)", fontsize=8)
     ax.tick_params(labelsize=7)

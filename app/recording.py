@@ -38,14 +38,18 @@ class RecordingStatus:
     episodes_saved: int
     saving: int                      # saved episodes still being written
     encoder_backlog: int             # frames of the open episode not yet encoded
+    stale_frames: int                # camera frames recorded late (machine too busy to capture in time)
     dataset: str
     last_saved: int | None
     error: str | None
 
 
 class Recorder:
-    def __init__(self, root: str | Path, spec: DatasetSpec):
+    def __init__(self, root: str | Path, spec: DatasetSpec, cameras: dict | None = None):
+        """cameras: name -> Camera; lets a tick whose capture failed (a stale frame under load)
+        be recorded with the camera's newest frame instead of being dropped."""
         self.root = Path(root)
+        self.cameras = cameras or {}
         self.writer = DatasetWriter(self.root, spec)
         self._lock = threading.Lock()
         self._kind: str | None = None
@@ -55,6 +59,7 @@ class Recorder:
         self._last_saved: int | None = None
         self._error: str | None = None
         self.dropped_frames = 0
+        self.stale_frames = 0            # camera frames recorded although older than the camera's max age
 
     # -- buttons -----------------------------------------------------------------------------
     def start(self, task: str, kind: str = "teleop") -> None:
@@ -63,7 +68,7 @@ class Recorder:
                 raise RuntimeError(f"already recording a {self._kind} episode: save or discard it first")
             self.writer.start_episode(task)
             self._kind, self._task, self._error = kind, task.strip(), None
-            self.dropped_frames = 0
+            self.dropped_frames = self.stale_frames = 0
             self._chunk_start.clear()
             self._pending_futures.clear()
 
@@ -96,15 +101,24 @@ class Recorder:
         with self._lock:
             if self._kind is None:
                 return
-            missing = [c for c in self.writer.spec.cameras if c not in record.images]
-            if missing:                  # a camera hiccup: skip the tick rather than desync the videos
+            images = record.images
+            missing = [c for c in self.writer.spec.cameras if c not in images]
+            if missing:
+                images = dict(images)
+                for name in missing:     # stale beats a hole: videos and states stay aligned
+                    frame = self.cameras[name].latest() if name in self.cameras else None
+                    if frame is not None:
+                        images[name] = frame.rgb
+                        self.stale_frames += 1
+            missing = [c for c in self.writer.spec.cameras if c not in images]
+            if missing:                  # no frame at all: skip the tick rather than desync the videos
                 self.dropped_frames += 1
                 self._error = (f"{self.dropped_frames} tick(s) not recorded: no image from camera(s) "
                                f"{', '.join(missing)}")
                 return
             try:
                 frame_index = self.writer.status.frames
-                self.writer.add_frame(record.images, record.state, record.action, record.timestamp)
+                self.writer.add_frame(images, record.state, record.action, record.timestamp)
             except Exception as exc:     # disk full, bad frame: stop recording, say why in the page
                 self._error = f"recording stopped: {exc}"
                 log.error(self._error)
@@ -145,7 +159,7 @@ class Recorder:
         s = self.writer.status
         return RecordingStatus(recording=self._kind is not None, kind=self._kind, task=self._task,
                                frames=s.frames, episodes_saved=s.episodes_saved, saving=s.queued,
-                               encoder_backlog=s.encoder_backlog, dataset=str(self.root.resolve()),
+                               encoder_backlog=s.encoder_backlog, stale_frames=self.stale_frames, dataset=str(self.root.resolve()),
                                last_saved=self._last_saved, error=self._error or s.last_error)
 
     def close(self) -> None:

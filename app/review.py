@@ -153,8 +153,8 @@ def build_review_tab(dataset_root: str | None, tab: gr.Tab | None = None) -> Non
                   for i in range(MAX_VIDEO_PLAYERS)]
     scrub = gr.Slider(0, 1, value=0, step=1, label="Frame (scrub)", elem_id="review-scrub")
     view = gr.HTML("", elem_id="review-frame")
-    joints = gr.Plot(label="Joint trajectories: state (solid) vs action (dashed)")
-    latency = gr.Plot(label="Per-chunk latency")
+    joints = gr.Plot(show_label=False, elem_id="review-joints")
+    latency = gr.Plot(show_label=False, elem_id="review-latency")
 
     def do_refresh(path: str):
         choices = episode_choices(path)

@@ -39,6 +39,7 @@ class StackConfig:
     checkpoint: str | None = None            # default: assets/checkpoints/sim-tiny
     policy_args: list[str] = field(default_factory=list)   # extra flags for the child server
     policy_ready_s: float = 600.0            # model loading on a busy CPU can take minutes
+    policy_timeout_s: float = 30.0           # per request; a CPU-only sim-tiny can take seconds per chunk
     dataset: str | None = "data/demos"       # None: recording off
     host: str = "127.0.0.1"
     port: int = 7860
@@ -155,7 +156,7 @@ class DemoStack:
             address = self.policy_process.start(cfg.policy_ready_s, self._stopping)
         else:
             address = cfg.policy
-        self.client = PolicyClient(address)
+        self.client = PolicyClient(address, timeout_s=cfg.policy_timeout_s)
         metadata = self._handshake(address)
         log.info("policy %s ready at %s (H=%d, cameras %s)", metadata.preset, address, metadata.chunk_length,
                  ", ".join(metadata.camera_names))
@@ -221,7 +222,7 @@ class DemoStack:
         if self.config.dataset:
             from app.recording import Recorder, dataset_spec_for
             sizes = {name: (cam.resolution[1], cam.resolution[0]) for name, cam in self.cameras.items()}
-            self.recorder = Recorder(self.config.dataset, dataset_spec_for(spec, sizes))
+            self.recorder = Recorder(self.config.dataset, dataset_spec_for(spec, sizes), self.cameras)
             self.controller.add_tick_listener(self.recorder.on_tick)
             if self.previews is not None:
                 self.previews.add_listener(self.recorder.on_future)

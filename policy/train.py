@@ -61,6 +61,7 @@ class TrainConfig:
     bf16: str = "auto"               # "auto": on CUDA only (this CPU has no fast bf16), "on", "off"
     device: str = "auto"
     rank_weights: bool = False       # each rank writes its final weights (to check DDP sync)
+    init_codec: str | None = None    # take the codec from this checkpoint (then --codec-steps 0)
 
 
 # ---- distributed ----------------------------------------------------------------------------
@@ -130,6 +131,8 @@ class Trainer:
         self.state = load_state(self.out) or {"stage": None, "step": 0, "finished": [], "seconds": 0.0}
         if self.state["finished"] or self.state["stage"]:
             self._load_weights()
+        elif tc.init_codec:
+            self._init_codec(tc.init_codec)
         self.data = self._prepare_data()
         self.norm_stats = self.data.norm_stats()
         self.source = BatchSource(self.data, self.cfg, Normaliser.from_stats(self.norm_stats),
@@ -177,6 +180,20 @@ class Trainer:
                  f"{text.shape[0]} instruction texts")
 
     # ---- checkpoints -----------------------------------------------------------------------
+    def _init_codec(self, checkpoint: str) -> None:
+        state, meta = load_checkpoint(checkpoint)
+        codec_state = split_state(state, "codec")
+        if not isinstance(self.codec, TinyCodec) or not codec_state:
+            raise SystemExit(f"--init-codec {checkpoint}: no codec.* weights there (or this preset's codec "
+                             "is not trained here)")
+        theirs = WAMConfig.from_dict(meta["wam_config"])
+        for f in ("latent_channels", "spatial_factor", "temporal_factor"):
+            if getattr(theirs, f) != getattr(self.cfg, f):
+                raise SystemExit(f"--init-codec {checkpoint}: its {f} is {getattr(theirs, f)}, this model "
+                                 f"needs {getattr(self.cfg, f)}")
+        self.codec.load_state_dict(codec_state)
+        self.log(f"codec taken from {checkpoint}")
+
     def _load_weights(self) -> None:
         state, _ = load_checkpoint(self.out)
         self.model.load_state_dict(split_state(state, "wam"))
@@ -207,9 +224,18 @@ class Trainer:
     # ---- stages ----------------------------------------------------------------------------
     def run(self) -> None:
         self.state["seconds_before"] = self.state.get("seconds", 0.0)
+        done = self.state.setdefault("done_steps", {})
         for i, stage in enumerate(self.stages):
             if stage.name in self.state["finished"]:
-                continue
+                if done.get(stage.name, stage.steps) >= stage.steps:
+                    continue
+                later = [s.name for s in self.stages[i + 1:] if s.name in self.state["finished"]]
+                if later:
+                    raise SystemExit(f"stage {stage.name} finished after {done[stage.name]} steps and stages "
+                                     f"{later} ran on it: it cannot be extended to {stage.steps}; use a new --out")
+                # Extend a finished last stage: continue from its step count with the new total.
+                self.state["finished"].remove(stage.name)
+                self.state.update(stage=stage.name, step=done[stage.name])
             if stage.name == "codec" and not isinstance(self.codec, TinyCodec):
                 self._finish(stage)
                 continue
@@ -229,6 +255,7 @@ class Trainer:
 
     def _finish(self, stage: StageConfig) -> None:
         self.state["finished"].append(stage.name)
+        self.state.setdefault("done_steps", {})[stage.name] = stage.steps
         self.state.update(stage=None, step=0)
         self.save()
         (self.out / OPTIMIZER).unlink(missing_ok=True) if self.d.main else None
@@ -336,6 +363,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
     p.add_argument("--bf16", choices=("auto", "on", "off"), default="auto")
     p.add_argument("--device", default="auto")
+    p.add_argument("--init-codec", help="checkpoint whose trained codec to start from (with --codec-steps 0 "
+                   "it is used as is)")
     p.add_argument("--rank-weights", action="store_true",
                    help="each rank also writes rankN_weights.safetensors (to verify DDP kept them equal)")
     a = p.parse_args(argv)

@@ -38,9 +38,23 @@ def main(root: Path) -> int:
             desc = f"{tuple(value.shape)} {value.dtype}" if hasattr(value, "shape") else repr(value)[:60]
             print(f"  {key}: {desc}")
         for key in meta.camera_keys:
-            h, w = info["features"][key]["shape"][:2]
-            ok &= tuple(sample[key].shape) == (3, h, w)
+            h, w, c = info["features"][key]["shape"]
+            ok &= tuple(sample[key].shape) == (c, h, w)
         ok &= tuple(sample["action"].shape) == tuple(info["features"]["action"]["shape"])
+    # episode boundaries: each episode's first global index is its frame 0
+    for ep in range(ds.num_episodes):
+        first = ds[int(ds.meta.episodes[ep]["dataset_from_index"])]
+        ok &= int(first["episode_index"]) == ep and int(first["frame_index"]) == 0
+    # action chunks and future frames through delta_timestamps, as a policy would train
+    horizon = [k / meta.fps for k in range(16)]
+    future = [2 * (k + 1) / meta.fps for k in range(8)]
+    cam = meta.camera_keys[0]
+    chunked = LeRobotDataset(repo_id="local/check", root=root, video_backend=backend,
+                             delta_timestamps={"action": horizon, cam: future})
+    s = chunked[0]
+    print(f"with delta_timestamps: action {tuple(s['action'].shape)}, action_is_pad {int(s['action_is_pad'].sum())} "
+          f"padded; {cam} {tuple(s[cam].shape)}")
+    ok &= tuple(s["action"].shape) == (16, info["features"]["action"]["shape"][0]) and s[cam].shape[0] == 8
     print("stats keys:", sorted(ds.meta.stats) if ds.meta.stats else None)
     print("LEROBOT CHECK " + ("PASSED" if ok else "FAILED"))
     return 0 if ok else 1

@@ -22,6 +22,6 @@ ROOT=${1:-}
 if [ -z "$ROOT" ]; then
     ROOT=$(mktemp -d /tmp/wam-lerobot-check.XXXXXX)/dataset
     echo "[check_lerobot] writing a small dataset into $ROOT"
-    MUJOCO_GL=${MUJOCO_GL:-osmesa} "$PROJECT_PY" -m policy.episodes.synthetic --out "$ROOT"
+    MUJOCO_GL=${MUJOCO_GL:-osmesa} "$PROJECT_PY" -m policy.episodes.synthetic --out "$ROOT" --depth
 fi
 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 "$VENV/bin/python" scripts/check_lerobot.py "$ROOT"

@@ -10,6 +10,7 @@ normalised 0 (closed) .. 1 (open).
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,11 +148,15 @@ class SimEnv:
     def _get_renderer(self) -> mujoco.Renderer:
         if self._renderer is None:
             self._renderer = make_renderer(self.model, self.config.width, self.config.height)
+            # Closes the GL context at interpreter exit if close() was never called (mujoco's
+            # own __del__ then runs during module teardown and prints a traceback).
+            self._close_renderer = weakref.finalize(self, self._renderer.close)
         return self._renderer
 
     def close(self) -> None:
+        """Release the renderer's GL context; safe to call twice."""
         if self._renderer is not None:
-            self._renderer.close()
+            self._close_renderer()
             self._renderer = None
 
     def __enter__(self) -> "SimEnv":

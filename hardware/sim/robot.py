@@ -135,10 +135,13 @@ class SimRobot:
         return bool(self._threads) and not self._stop.is_set() and all(t.is_alive() for t in self._threads)
 
     def start(self) -> None:
-        """Start physics and rendering, connect the arm and cameras; returns after the first frames."""
+        """Start physics and rendering, connect the arm and cameras; returns once every camera
+        has a frame that read_latest() accepts."""
         if self.running:
             return
         self._stop.clear()
+        with self._lock:
+            self._snapshot()
         self._threads = [threading.Thread(target=self._physics_loop, name="sim-physics", daemon=True),
                          threading.Thread(target=self._render_loop, name="sim-render", daemon=True)]
         for thread in self._threads:
@@ -147,15 +150,21 @@ class SimRobot:
         for camera in self.cameras.values():
             camera.connect()
         deadline = time.monotonic() + 30.0
-        while any(c.latest() is None for c in self.cameras.values()):
+        while not all(self._fresh(c) for c in self.cameras.values()):
             if self.render_error is not None:
                 self.close()
                 raise RuntimeError(f"sim rendering failed: {self.render_error}. On a machine without a "
                                    "display set MUJOCO_GL=osmesa (apt install libosmesa6)") from self.render_error
             if time.monotonic() > deadline:
                 self.close()
-                raise RuntimeError("sim rendering produced no frame in 30 s; check MUJOCO_GL=osmesa")
+                raise RuntimeError("sim rendering produced no fresh frame in 30 s; check MUJOCO_GL=osmesa "
+                                   "and the machine's load")
             time.sleep(0.005)
+
+    @staticmethod
+    def _fresh(camera: "SimCamera") -> bool:
+        frame = camera.latest()
+        return frame is not None and frame.age_s <= camera.config.max_age_s
 
     def close(self) -> None:
         """Stop the threads (the arm holds its last target); safe to call twice."""

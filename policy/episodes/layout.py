@@ -19,8 +19,10 @@ import numpy as np
 import pyarrow as pa
 
 from policy.episodes import meta
+from policy.episodes.depth import png_column
 from policy.episodes.spec import (DATA_PATH, EPISODES_PATH, IMAGINED_TABLE_PATH, IMAGINED_VIDEO_PATH, INFO_PATH,
-                                  STATS_PATH, VIDEO_PATH, DatasetSpec, DatasetSpecError, chunk_and_file, image_key)
+                                  STATS_PATH, VIDEO_PATH, DatasetSpec, DatasetSpecError, chunk_and_file, depth_key,
+                                  image_key)
 from policy.episodes.video import VideoConfig, encode_video
 
 if TYPE_CHECKING:
@@ -160,7 +162,14 @@ def _data_table(spec: DatasetSpec, ep: "_Episode", first_index: int, task_index:
     n = ep.length
     frame_index = np.arange(n, dtype=np.int64)
     fixed = lambda a, d: pa.FixedSizeListArray.from_arrays(pa.array(a.reshape(-1), pa.float32()), d)  # noqa: E731
+    depth_cols = {}
+    for cam, enc in ep.depth.items():
+        pngs = enc.join()
+        if len(pngs) != n:
+            raise RuntimeError(f"depth camera {cam}: encoded {len(pngs)} frames for {n} recorded")
+        depth_cols[depth_key(cam)] = png_column(pngs)
     return pa.table({
+        **depth_cols,
         "observation.state": fixed(np.stack(ep.states), spec.state_dim),
         "action": fixed(np.stack(ep.actions), spec.action_dim),
         "capture_time": pa.array(np.asarray(ep.capture_times, np.float64)),
@@ -195,11 +204,11 @@ def _commit_imagined(root: Path, spec: DatasetSpec, ep: "_Episode", video: Video
 
 
 def commit_episode(root: Path, spec: DatasetSpec, state: DatasetState, ep: "_Episode",
-                   video: VideoConfig = VideoConfig()) -> DatasetState:
+                   video: VideoConfig | None = None) -> DatasetState:
     """Write one finished episode; returns the new in-memory state (the old one is untouched)."""
     n = ep.length
     for cam, enc in ep.encoders.items():
-        tmp = enc.join()
+        enc.join()
         if enc.frames_written != n:
             raise RuntimeError(f"camera {cam}: encoded {enc.frames_written} frames for {n} recorded")
     for cam, enc in ep.encoders.items():
@@ -210,7 +219,7 @@ def commit_episode(root: Path, spec: DatasetSpec, state: DatasetState, ep: "_Epi
     task_index = tasks.index(ep.task)
     meta.write_parquet_atomic(data_file(root, ep.index), _data_table(spec, ep, state.total_frames, task_index))
     if ep.imagined:
-        _commit_imagined(root, spec, ep, video)
+        _commit_imagined(root, spec, ep, video or VideoConfig())
     if tasks != state.tasks:
         meta.write_tasks(root, tasks)
 

@@ -13,7 +13,8 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from policy.episodes import layout, meta
-from policy.episodes.spec import INFO_PATH, DatasetSpec, DatasetSpecError, image_key
+from policy.episodes.depth import decode_pngs
+from policy.episodes.spec import INFO_PATH, DatasetSpec, DatasetSpecError, depth_key, image_key
 from policy.episodes.video import decode_video
 
 
@@ -107,7 +108,8 @@ class DatasetReader:
         row = self._rows[episode]
         path = self.root / self.info["data_path"].format(chunk_index=row["data/chunk_index"],
                                                          file_index=row["data/file_index"])
-        t = pq.read_table(path, filters=[("episode_index", "=", episode)])
+        t = pq.read_table(path, columns=[c for c in pq.read_schema(path).names if "images." not in c],
+                          filters=[("episode_index", "=", episode)])
         vec = lambda name: np.asarray(t.column(name).combine_chunks().flatten(), np.float32).reshape(t.num_rows, -1)  # noqa: E731
         col = lambda name, dt: np.asarray(t.column(name), dt)  # noqa: E731
         return EpisodeTable(state=vec("observation.state"), action=vec("action"),
@@ -115,6 +117,17 @@ class DatasetReader:
                             capture_time=col("capture_time", np.float64) if "capture_time" in t.column_names
                             else col("timestamp", np.float64),
                             frame_index=col("frame_index", np.int64), task_index=col("task_index", np.int64))
+
+    def depth(self, episode: int, camera: str) -> np.ndarray:
+        """Lossless depth of a depth camera: (T, H, W) uint16 millimetres."""
+        self._check(episode)
+        if camera not in self.spec.depth_cameras:
+            raise KeyError(f"camera {camera!r} recorded no depth; depth cameras: {list(self.spec.depth_cameras)}")
+        row = self._rows[episode]
+        path = self.root / self.info["data_path"].format(chunk_index=row["data/chunk_index"],
+                                                         file_index=row["data/file_index"])
+        t = pq.read_table(path, columns=[depth_key(camera), "episode_index"], filters=[("episode_index", "=", episode)])
+        return decode_pngs(t.column(depth_key(camera)))
 
     def imagined(self, episode: int) -> list[ImaginedClip]:
         """What the policy imagined during a rollout, chunk by chunk (empty for demonstrations)."""

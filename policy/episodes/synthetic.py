@@ -18,9 +18,9 @@ ALOHA_JOINTS = tuple([f"left_joint_{i}" for i in range(6)] + ["left_gripper"]
 
 
 def synthetic_spec(height: int = 48, width: int = 64, fps: int = 30, cameras=ALOHA_CAMERAS,
-                   robot_type: str = "synthetic-aloha") -> DatasetSpec:
+                   robot_type: str = "synthetic-aloha", depth_cameras: tuple[str, ...] = ()) -> DatasetSpec:
     return DatasetSpec(fps=fps, robot_type=robot_type, cameras={c: (height, width) for c in cameras},
-                       state_names=ALOHA_JOINTS, action_names=ALOHA_JOINTS)
+                       state_names=ALOHA_JOINTS, action_names=ALOHA_JOINTS, depth_cameras=depth_cameras)
 
 
 class SyntheticFrames:
@@ -41,17 +41,19 @@ def synthetic_state(t: int, dim: int = 14, episode: int = 0) -> np.ndarray:
 
 
 def write_synthetic(out: Path, episodes: int = 3, frames: int = 45, height: int = 48, width: int = 64,
-                    imagined: bool = True) -> Path:
+                    imagined: bool = True, depth: bool = False) -> Path:
     from policy.episodes.writer import DatasetWriter
-    spec = synthetic_spec(height, width)
+    spec = synthetic_spec(height, width, depth_cameras=("head",) if depth else ())
+    yy, xx = np.mgrid[0:height, 0:width]
     gen = SyntheticFrames(height, width, len(spec.cameras))
     with DatasetWriter(out, spec) as writer:
         for e in range(episodes):
             writer.start_episode(["lift the cube", "open the drawer"][e % 2])
             for t in range(frames):
                 images = {cam: gen.frame(t, i) for i, cam in enumerate(spec.cameras)}
+                depth_mm = {"head": (500 + 3 * xx + 2 * yy + t).astype(np.uint16)} if depth else None
                 writer.add_frame(images, synthetic_state(t, episode=e), synthetic_state(t + 1, episode=e),
-                                 timestamp=t / spec.fps)
+                                 timestamp=t / spec.fps, depth=depth_mm)
                 if imagined and t % 16 == 0:
                     clip = np.stack([gen.frame(t + 2 * k, 0)[::2, ::2] for k in range(1, 9)])
                     writer.add_imagined(t // 16, t, clip, latency_ms=42.0)
@@ -67,8 +69,9 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=45)
     p.add_argument("--height", type=int, default=48)
     p.add_argument("--width", type=int, default=64)
+    p.add_argument("--depth", action="store_true", help="record lossless depth for the head camera too")
     a = p.parse_args()
-    write_synthetic(a.out, a.episodes, a.frames, a.height, a.width)
+    write_synthetic(a.out, a.episodes, a.frames, a.height, a.width, depth=a.depth)
     print(f"wrote {a.episodes} synthetic episodes of {a.frames} frames into {a.out}")
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from policy.episodes import layout
+from policy.episodes.depth import DepthEncoder
 from policy.episodes.spec import DatasetSpec
 from policy.episodes.video import ImageStats, VideoConfig, VideoEncoder
 
@@ -59,6 +60,7 @@ class _Episode:
     encoders: dict[str, VideoEncoder]
     image_stats: dict[str, ImageStats]
     metadata: dict = field(default_factory=dict)
+    depth: dict[str, DepthEncoder] = field(default_factory=dict)
     states: list[np.ndarray] = field(default_factory=list)
     actions: list[np.ndarray] = field(default_factory=list)
     capture_times: list[float] = field(default_factory=list)
@@ -69,7 +71,7 @@ class _Episode:
         return len(self.states)
 
     def abort(self) -> None:
-        for enc in self.encoders.values():
+        for enc in [*self.encoders.values(), *self.depth.values()]:
             enc.abort()
 
 
@@ -155,10 +157,14 @@ class DatasetWriter:
                                       self.config.video, stats[cam])
                     for cam, (h, w) in self.spec.cameras.items()}
         self._episode = _Episode(index=index, task=task.strip(), encoders=encoders, image_stats=stats,
-                                 metadata=metadata)
+                                 metadata=metadata, depth={cam: DepthEncoder(cam) for cam in self.spec.depth_cameras})
 
-    def add_frame(self, images: dict[str, np.ndarray], state, action, timestamp: float | None = None) -> None:
-        """Copy one tick (images and state BEFORE the step, the action sent) into the episode."""
+    def add_frame(self, images: dict[str, np.ndarray], state, action, timestamp: float | None = None,
+                  depth: dict[str, np.ndarray] | None = None) -> None:
+        """Copy one tick (images and state BEFORE the step, the action sent) into the episode.
+
+        timestamp: the caller's clock for this frame (default time.monotonic()), kept as capture_time.
+        depth: camera -> (H, W) uint16 millimetres, for the spec's depth_cameras (required for them)."""
         ep = self._episode
         if ep is None:
             raise DatasetWriteError("add_frame before start_episode(task)")
@@ -172,6 +178,15 @@ class DatasetWriter:
             if img.shape != (h, w, 3) or img.dtype != np.uint8:
                 raise ValueError(f"camera {cam!r}: image {img.shape} {img.dtype}, expected ({h}, {w}, 3) uint8 RGB")
             copies[cam] = img.copy()  # the caller may reuse its buffer
+        depth_copies = {}
+        if self.spec.depth_cameras:
+            depth = depth or {}
+            for cam in self.spec.depth_cameras:
+                d = depth.get(cam)
+                if d is None or d.shape != self.spec.cameras[cam] or d.dtype != np.uint16:
+                    raise ValueError(f"depth camera {cam!r}: expected depth[{cam!r}] of shape {self.spec.cameras[cam]} "
+                                     f"uint16 (mm), got {None if d is None else (d.shape, d.dtype)}")
+                depth_copies[cam] = d.copy()
         state = np.array(state, dtype=np.float32).reshape(-1)
         action = np.array(action, dtype=np.float32).reshape(-1)
         if state.shape[0] != self.spec.state_dim or action.shape[0] != self.spec.action_dim:
@@ -184,6 +199,8 @@ class DatasetWriter:
                 self._error = enc.error
                 raise DatasetWriteError(f"recording stopped: {enc.error}")
             enc.push(copies[cam])
+        for cam, d in depth_copies.items():
+            ep.depth[cam].push(d)
         ep.states.append(state)
         ep.actions.append(action)
         ep.capture_times.append(time.monotonic() if timestamp is None else float(timestamp))
@@ -210,7 +227,7 @@ class DatasetWriter:
         if ep.length == 0:
             raise DatasetWriteError("the episode has no frames: add_frame at least once, or discard_episode()")
         self._episode = None
-        for enc in ep.encoders.values():
+        for enc in [*ep.encoders.values(), *ep.depth.values()]:
             enc.finish()
         with self._cond:
             self._queued += 1

@@ -58,6 +58,17 @@ def robot():
 
 
 @pytest.fixture(scope="module")
+def wam_server():
+    """The real Efficient-WAM runner (sim-tiny, random weights; [1, 1] steps to keep the test short)."""
+    address = f"tcp://127.0.0.1:{free_port()}"
+    proc, _ = spawn(["--preset", "sim-tiny", "--random-init", "--steps", "1,1", "--bind", address,
+                     "--log-level", "WARNING"], ready_timeout_s=240)
+    yield address
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture(scope="module")
 def server():
     address = f"tcp://127.0.0.1:{free_port()}"
     proc = start_server(address)
@@ -70,9 +81,9 @@ def server():
 def make_controller(robot):
     made = []
 
-    def make(address=None, **config):
+    def make(address=None, timeout_s=2.0, **config):
         robot.reset(seed=0)
-        client = PolicyClient(address, timeout_s=2.0, hello_timeout_s=1.0) if address else None
+        client = PolicyClient(address, timeout_s=timeout_s, hello_timeout_s=timeout_s) if address else None
         controller = Controller(TimedSafeArm(robot.arm, SafetyConfig()), robot.cameras, client, ControllerConfig(**config))
         made.append((controller, client))
         controller.start()
@@ -100,6 +111,35 @@ def test_bad_configs_are_refused():
         ControllerConfig(merge="average")
     with pytest.raises(ValueError, match="below actions_per_chunk"):
         ControllerConfig(request_threshold=4, actions_per_chunk=4)
+
+
+def test_wam_drives_the_sim_arm_and_stop_holds_within_one_tick(robot, wam_server, make_controller):
+    ticks, chunks = [], []
+    controller = make_controller(wam_server, timeout_s=120)
+    controller.add_tick_listener(ticks.append)
+    controller.add_chunk_listener(chunks.append)
+    home = robot.measured().copy()
+    controller.set_instruction("put the red block on the plate")
+    controller.start_policy()
+    wait_for(lambda: controller.status().chunk_count >= 1, 120, "a chunk from the WAM")
+    wait_for(lambda: controller.status().request_in_flight, 10, "the next request to go out")
+    moved = np.abs(robot.measured() - home).max()
+    assert moved > 0.02, f"the arm moved only {moved:.4f} rad in policy mode"
+    status = controller.status()
+    assert status.mode == Mode.POLICY and status.server_connected and status.policy_metadata.preset == "sim-tiny"
+    assert any(t.commanded and t.chunk_id == chunks[0].chunk_id for t in ticks)
+
+    stopped_at = time.monotonic()
+    controller.stop()                       # the WAM is computing the next chunk right now
+    wait_for(lambda: controller.arm.holding, 2, "the arm to hold")
+    hold_ms = (min(t for t in controller.arm.hold_times if t >= stopped_at) - stopped_at) * 1000
+    assert hold_ms < PERIOD * 1000, f"STOP took {hold_ms:.0f} ms, more than one tick"
+    held_target, n_ticks = robot.target(), len(ticks)
+    wait_for(lambda: not controller.status().request_in_flight, 120, "the in-flight reply")
+    time.sleep(2 * PERIOD)
+    assert len(chunks) == 1                 # the reply that came after STOP was dropped
+    np.testing.assert_array_equal(robot.target(), held_target)
+    assert not any(t.commanded for t in ticks[n_ticks:]) and all(t.mode == Mode.IDLE for t in ticks[n_ticks:])
 
 
 def test_policy_mode_moves_the_arm_and_stop_holds_within_one_tick(robot, server, make_controller):

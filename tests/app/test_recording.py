@@ -95,3 +95,23 @@ def test_nothing_to_save_says_what_to_do(tmp_path, sim_robot):
         assert not recorder.status().recording
     finally:
         recorder.close()
+
+
+def test_a_tick_without_a_fresh_image_is_recorded_with_the_newest_frame(tmp_path, sim_robot):
+    from app.controller import Mode, TickRecord
+    recorder = make_recorder(tmp_path / "ds", sim_robot)
+    recorder.cameras = sim_robot.cameras
+    state = sim_robot.arm.read_state().position
+    images = {name: cam.latest().rgb for name, cam in sim_robot.cameras.items()}
+    try:
+        recorder.start("hold still")
+        for tick in range(4):
+            shown = images if tick % 2 == 0 else {"head": images["head"]}   # wrists "stalled" on odd ticks
+            recorder.on_tick(TickRecord(timestamp=time.monotonic(), tick=tick, mode=Mode.TELEOP, images=shown,
+                                        state=state, action=state, commanded=False, chunk_id=None, instruction=""))
+        assert recorder.status().frames == 4 and recorder.stale_frames == 4 and recorder.dropped_frames == 0
+        recorder.save()
+        recorder.writer.wait(timeout=60)
+    finally:
+        recorder.close()
+    assert DatasetReader(tmp_path / "ds").frames(0, "left_wrist").shape[0] == 4

@@ -46,6 +46,16 @@ def server():
 
 
 @pytest.fixture(scope="module")
+def wam_server():
+    """The real Efficient-WAM runner (sim-tiny, random weights; [1, 1] steps to keep the test short)."""
+    address = f"tcp://127.0.0.1:{free_port()}"
+    proc, _ = spawn(["--preset", "sim-tiny", "--random-init", "--steps", "1,1", "--bind", address],
+                    ready_timeout_s=240)
+    yield address
+    assert stop(proc) == 0
+
+
+@pytest.fixture(scope="module")
 def slow_server():
     """Half a second per inference: long enough that timing assertions hold on a busy machine."""
     address = f"tcp://127.0.0.1:{free_port()}"
@@ -69,6 +79,20 @@ def raw(server):
     yield exchange
     sock.close()
     context.term()
+
+
+def test_handshake_infer_preview_with_the_wam(wam_server):
+    with PolicyClient(wam_server, timeout_s=120) as client:
+        metadata = client.hello(action_dim=14, camera_names=CAMERAS)
+        assert metadata.preset == "sim-tiny" and metadata.steps == [1, 1] and metadata.camera_names == CAMERAS
+        chunk = client.infer(observation())
+        assert chunk.actions.shape == (metadata.chunk_length, 14) and np.all(np.isfinite(chunk.actions))
+        assert chunk.timings_ms["inference"] > 0 and chunk.timings_ms["round_trip"] >= chunk.timings_ms["inference"]
+        video = client.preview(chunk.chunk_id)
+        assert video.shape == (metadata.future_frames, *metadata.preview_size, 3) and video.dtype == np.uint8
+        with pytest.raises(PolicyServerError) as info:
+            client.preview(chunk.chunk_id + 100)
+        assert info.value.code == ErrorCode.UNKNOWN_CHUNK
 
 
 def test_handshake_infer_preview(server):

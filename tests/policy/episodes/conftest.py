@@ -1,6 +1,4 @@
 """Tiny datasets for the episode tests: 64x48 frames, a few dozen frames per episode."""
-from pathlib import Path
-
 import numpy as np
 import pytest
 

@@ -33,7 +33,7 @@ def _fill(path, leave_bytes: int) -> None:
 
 def _noise_frames(writer, n):
     rng = np.random.default_rng(0)  # incompressible: fills the disk fast
-    for t in range(n):
+    for _ in range(n):
         images = {c: rng.integers(0, 255, (H, W, 3), dtype=np.uint8) for c in writer.spec.cameras}
         writer.add_frame(images, np.zeros(14), np.zeros(14))
 
@@ -83,17 +83,25 @@ def test_unwritable_directory(tiny_disk, spec):
     assert r.num_episodes == 1 and r.frames(0, "left_wrist").shape == (8, H, W, 3)
 
 
-def test_unwritable_during_save(tiny_disk, spec):
-    """The directory turns read-only between recording and saving (e.g. a USB disk remounted)."""
-    root = tiny_disk / "ds"
-    w = DatasetWriter(root, spec, WriterConfig(min_free_mb=0))
+def test_failed_commit_keeps_earlier_episodes(tmp_path, spec):
+    """A write that fails while an episode is committed (here: its data file's temp name is taken
+    by a directory) stops recording; the dataset stays at the episodes saved before."""
+    root = tmp_path / "ds"
+    w = DatasetWriter(root, spec)
     record_episode(w, 8)
     w.wait()
-    record_episode(w, 8, save=False)
-    subprocess.run(["mount", "-o", "remount,ro", str(tiny_disk)], check=True)
-    with pytest.raises(DatasetWriteError) as err:
-        w.save_episode()
+    (root / "data/chunk-000/file-001.partial.parquet").mkdir()
+    record_episode(w, 8)
+    with pytest.raises(DatasetWriteError, match="saving episode 1") as err:
         w.wait()
-    assert "episode 1" in str(err.value) or "video encoding" in str(err.value)
+    assert "episodes saved before are intact" in str(err.value)
+    with pytest.raises(DatasetWriteError, match="recording stopped"):
+        w.start_episode("again")
     w.close()
-    assert DatasetReader(root).num_episodes == 1
+    r = DatasetReader(root)
+    assert r.num_episodes == 1 and r.info["total_frames"] == 8
+    assert not (root / "videos/observation.images.head/chunk-000/file-001.mp4").exists()
+    (root / "data/chunk-000/file-001.partial.parquet").rmdir()
+    with DatasetWriter(root, spec) as w2:
+        assert record_episode(w2, 5) == 1
+    assert [e.length for e in DatasetReader(root).episodes] == [8, 5]

@@ -75,7 +75,7 @@ def test_imagined_round_trip(tmp_path, spec):
     clips = r.imagined(1)
     assert [(c.chunk_index, c.start_frame_index, c.latency_ms) for c in clips] == [(0, 0, 10.0), (1, 8, 18.0),
                                                                                    (2, 16, 26.0)]
-    for c, t in zip(clips, (0, 8, 16)):
+    for c, t in zip(clips, (0, 8, 16), strict=True):
         assert c.frames.shape == (4, 23, 31, 3)
         assert mean_abs_diff(c.frames, odd + t) < 3.0
 
@@ -159,3 +159,21 @@ def test_bad_input_is_named(tmp_path, spec, frames):
 def test_odd_camera_size_refused():
     with pytest.raises(DatasetSpecError, match="even"):
         synthetic_spec(height=47, width=64)
+
+
+def test_depth_is_lossless(tmp_path, frames):
+    spec = synthetic_spec(H, W, depth_cameras=("head",))
+    depth = [(np.arange(H * W).reshape(H, W) * 13 + 1000 * t).astype(np.uint16) for t in range(6)]
+    with DatasetWriter(tmp_path / "ds", spec) as w:
+        w.start_episode("lift the cube")
+        images = {c: frames.frame(0, i) for i, c in enumerate(spec.cameras)}
+        with pytest.raises(ValueError, match="depth camera 'head'"):
+            w.add_frame(images, np.zeros(14), np.zeros(14))
+        for d in depth:
+            w.add_frame(images, np.zeros(14), np.zeros(14), depth={"head": d})
+        w.save_episode()
+    r = DatasetReader(tmp_path / "ds")
+    np.testing.assert_array_equal(r.depth(0, "head"), np.stack(depth))
+    assert r.info["features"]["observation.images.head_depth"]["dtype"] == "image"
+    with pytest.raises(KeyError, match="no depth"):
+        r.depth(0, "left_wrist")

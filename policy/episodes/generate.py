@@ -1,0 +1,180 @@
+"""Record scripted demonstrations in the embedded simulation into a LeRobot v3 dataset.
+
+    python -m policy.episodes.generate --out data/sim-demos --tasks all --episodes-per-task 50
+
+Each tick records the three camera images and the joint state BEFORE the step and the action
+sent. Only successful episodes are kept (the failures are counted and reported). Resumable:
+run it again with the same arguments and it records only what is missing; episodes carry
+{"task", "seed", "source"} metadata, and (task, seed) pairs already in the dataset are skipped.
+
+Seeds: demonstrations use seeds seed_offset, seed_offset+1, ... per task, always below
+TRAIN_SEED_LIMIT = 1_000_000; held-out evaluation (policy.evaluate) uses seeds from
+EVAL_SEED_BASE = 1_000_000 upward, so training and evaluation layouts never overlap.
+The instruction of an episode is one of the task's phrasings, drawn by its seed.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "osmesa")
+
+import numpy as np  # noqa: E402
+
+from policy.episodes.reader import DatasetReader  # noqa: E402
+from policy.episodes.spec import DatasetSpec  # noqa: E402
+from policy.episodes.writer import DatasetWriter  # noqa: E402
+
+TRAIN_SEED_LIMIT = 1_000_000      # == policy.evaluate.EVAL_SEED_BASE: evaluation seeds start here
+
+
+def instruction_for(instructions: tuple[str, ...], seed: int) -> str:
+    """One of a task's phrasings, drawn by seed (the same rule evaluation uses)."""
+    return instructions[int(np.random.default_rng(seed).integers(len(instructions)))]
+
+
+@dataclass
+class GenerateConfig:
+    out: Path
+    tasks: list[str]
+    episodes_per_task: int
+    seed_offset: int = 0
+    width: int = 320
+    height: int = 240
+    max_tries_factor: float = 3.0     # give up on a task after this many seeds per wanted episode (+10)
+
+
+@dataclass
+class TaskReport:
+    wanted: int
+    had: int = 0                      # already in the dataset when we started
+    recorded: int = 0
+    failed: int = 0
+    failed_seeds: list[int] = field(default_factory=list)
+
+
+def dataset_spec(env_module, width: int, height: int) -> DatasetSpec:
+    robot = env_module.ALOHA_SPEC
+    cameras = {cam: (height, width) for cam in env_module.CAMERA_NAMES}
+    return DatasetSpec.from_robot(robot, cameras, fps=int(round(robot.control_hz)))
+
+
+def record_one(env, make_expert, writer: DatasetWriter, task: str, seed: int, fps: int) -> bool:
+    """Run the expert on (task, seed), recording every tick; keep the episode only on success."""
+    env.reset(task=task, seed=seed)
+    expert = make_expert(env)
+    writer.start_episode(instruction_for(env.task.instructions, seed),
+                         metadata={"task": task, "seed": seed, "source": "scripted_expert"})
+    success_step = None
+    for step in range(env.task.max_steps):
+        images, state = env.render(), env.state()
+        action = expert.act()
+        writer.add_frame(images, state, action, timestamp=step / fps)
+        env.step(action)
+        if success_step is None and env.success():
+            success_step = step
+        if success_step is not None and expert.done:
+            break
+    if env.success():
+        writer.save_episode()
+        return True
+    writer.discard_episode()
+    return False
+
+
+def generate(cfg: GenerateConfig, progress: bool = True) -> dict[str, TaskReport]:
+    from hardware.sim import env as sim_env
+    from hardware.sim.env import SimConfig, SimEnv
+    from hardware.sim.expert import make_expert
+
+    spec = dataset_spec(sim_env, cfg.width, cfg.height)
+    reports = {t: TaskReport(wanted=cfg.episodes_per_task) for t in cfg.tasks}
+    with DatasetWriter(cfg.out, spec) as writer:
+        done: set[tuple[str, int]] = set()
+        if writer.num_episodes:
+            for e in DatasetReader(cfg.out).episodes:
+                if "task" in e.metadata and "seed" in e.metadata:
+                    done.add((e.metadata["task"], int(e.metadata["seed"])))
+        for task, rep in reports.items():
+            rep.had = sum(1 for t, _ in done if t == task)
+        bar = _progress(progress)
+        with SimEnv(SimConfig(task=cfg.tasks[0], width=cfg.width, height=cfg.height)) as env, bar:
+            overall = bar.add_task("all tasks", total=sum(min(r.had, r.wanted) for r in reports.values())
+                                   + sum(max(r.wanted - r.had, 0) for r in reports.values()),
+                                   completed=sum(min(r.had, r.wanted) for r in reports.values()), failed=0)
+            for task, rep in reports.items():
+                row = bar.add_task(task, total=rep.wanted, completed=min(rep.had, rep.wanted), failed=0)
+                limit = cfg.seed_offset + int(cfg.max_tries_factor * rep.wanted) + 10
+                seed = cfg.seed_offset
+                while rep.had + rep.recorded < rep.wanted and seed < limit:
+                    if (task, seed) not in done:
+                        if seed >= TRAIN_SEED_LIMIT:
+                            raise ValueError(f"seed {seed} would reach the evaluation seeds (>= {TRAIN_SEED_LIMIT});"
+                                             f" use a smaller --seed-offset")
+                        if record_one(env, make_expert, writer, task, seed, spec.fps):
+                            rep.recorded += 1
+                            bar.advance(row)
+                            bar.advance(overall)
+                        else:
+                            rep.failed += 1
+                            rep.failed_seeds.append(seed)
+                            bar.update(row, failed=rep.failed)
+                            bar.update(overall, failed=sum(r.failed for r in reports.values()))
+                    seed += 1
+            bar.update(overall, description="saving")
+            writer.wait()
+    return reports
+
+
+def _progress(enabled: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+        TimeRemainingColumn
+    return Progress(TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("failed {task.fields[failed]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                    disable=not enabled)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, required=True, help="dataset directory (created, or resumed)")
+    p.add_argument("--tasks", default="all", help="'all' or comma-separated task names")
+    p.add_argument("--episodes-per-task", type=int, required=True)
+    p.add_argument("--seed-offset", type=int, default=0, help="first seed tried for every task")
+    p.add_argument("--width", type=int, default=320)
+    p.add_argument("--height", type=int, default=240)
+    p.add_argument("--no-progress", action="store_true")
+    a = p.parse_args(argv)
+    from hardware.sim.tasks import TASKS
+    tasks = list(TASKS) if a.tasks == "all" else [t.strip() for t in a.tasks.split(",") if t.strip()]
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown or not tasks:
+        p.error(f"unknown task(s) {unknown}; choose 'all' or from: {', '.join(TASKS)}")
+    if a.episodes_per_task < 1:
+        p.error("--episodes-per-task must be at least 1")
+    if not 0 <= a.seed_offset < TRAIN_SEED_LIMIT:
+        p.error(f"--seed-offset must be in [0, {TRAIN_SEED_LIMIT}): seeds from {TRAIN_SEED_LIMIT} up are "
+                f"reserved for evaluation")
+    start = time.perf_counter()
+    reports = generate(GenerateConfig(out=a.out, tasks=tasks, episodes_per_task=a.episodes_per_task,
+                                      seed_offset=a.seed_offset, width=a.width, height=a.height),
+                       progress=not a.no_progress)
+    short = False
+    for task, r in reports.items():
+        have = r.had + r.recorded
+        short |= have < r.wanted
+        print(f"{task:<24} {have}/{r.wanted} episodes ({r.had} already there, {r.recorded} recorded), "
+              f"{r.failed} failed" + (f" (seeds {r.failed_seeds[:10]})" if r.failed else ""))
+    print(f"dataset {a.out}: {DatasetReader(a.out).num_episodes} episodes; took {time.perf_counter() - start:.0f} s")
+    if short:
+        print("some tasks have fewer successful episodes than asked for: the expert failed too often",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
