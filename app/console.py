@@ -31,6 +31,7 @@ CSS = """
              font-size: 30px; font-weight: 800; letter-spacing: 2px; background: #c62828; color: #fff;
              border: 3px solid #7f0000; border-radius: 12px; box-shadow: 0 4px 14px rgba(0,0,0,.35); }
 #ewam-stop:hover { background: #e53935; }
+.toast-wrap { top: 100px !important; }     /* pop-ups below STOP, never over it */
 #ewam-header { padding-right: 230px; align-items: center; }
 .ewam-cam .cam-stats { font-size: 12px; }
 .cam-tile, .future-tile { background: #111; border-radius: 8px; overflow: hidden; }

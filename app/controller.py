@@ -200,6 +200,8 @@ class Controller:
         self._metadata: PolicyMetadata | None = None
         self._refusal: Exception | None = None        # why this policy cannot drive this robot
         self._camera_error = ""
+        self._last_ping = 0.0
+        self._link_error = ""                         # the server is unreachable; cleared by any reply
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -307,7 +309,7 @@ class Controller:
                 chunk_count=self._chunk_count, last_chunk_id=self._last_chunk_id, queue_length=len(self._queue),
                 request_in_flight=self._in_flight, latency_history=list(self._latency),
                 stage_ms=dict(self._stage_ms), safety=copy.deepcopy(self.arm.events), holding=self.arm.holding,
-                last_error=self._camera_error or self._last_error, notice=self._notice,
+                last_error=self._camera_error or self._link_error or self._last_error, notice=self._notice,
                 server_connected=self.policy is not None and self.policy.connected,
                 policy_metadata=self._metadata, tick=self._tick, tick_hz=self._tick_hz)
 
@@ -455,26 +457,38 @@ class Controller:
 
     # -- request thread ----------------------------------------------------------------------------
     def _request_loop(self) -> None:
-        last_ping = 0.0
         while not self._closed:
-            if self._metadata is None and (time.monotonic() < self._retry_at or not self._handshake()):
+            try:
+                self._request_once()
+            except Exception as e:  # never let this thread die: the console would wait forever
+                log.exception("policy request loop failed")
                 with self._lock:
-                    self._request_cond.wait(timeout=self.config.retry_s)
-                continue
+                    self._in_flight = False
+                    self._last_error = f"policy request failed: {type(e).__name__}: {e}"
+                    self._retry_at = time.monotonic() + self.config.retry_s
+                time.sleep(self.config.retry_s)
+
+    def _request_once(self) -> None:
+        if self._metadata is None and (time.monotonic() < self._retry_at or not self._handshake()):
             with self._lock:
-                if self._pending is None and not self._closed:
-                    self._request_cond.wait(timeout=self.config.ping_interval_s)
-                request, self._pending = self._pending, None
-                self._in_flight = request is not None
-            if request is not None:
-                self._run_request(request)
-            elif time.monotonic() - last_ping > self.config.ping_interval_s:
-                last_ping = time.monotonic()
-                try:
-                    self.policy.ping()
-                except PolicyClientError as e:
-                    with self._lock:
-                        self._last_error = str(e)
+                self._request_cond.wait(timeout=self.config.retry_s)
+            return
+        with self._lock:
+            if self._pending is None and not self._closed:
+                self._request_cond.wait(timeout=self.config.ping_interval_s)
+            request, self._pending = self._pending, None
+            self._in_flight = request is not None
+        if request is not None:
+            self._run_request(request)
+        elif time.monotonic() - self._last_ping > self.config.ping_interval_s:
+            self._last_ping = time.monotonic()
+            try:
+                self.policy.ping()
+                with self._lock:
+                    self._link_error = ""
+            except PolicyClientError as e:
+                with self._lock:
+                    self._link_error = str(e)
 
     def _handshake(self) -> bool:
         try:
@@ -489,12 +503,12 @@ class Controller:
             return False
         except PolicyClientError as e:
             with self._lock:
-                self._last_error = str(e)
+                self._link_error = str(e)
             return False
         with self._lock:
             self._metadata = metadata
             self._refusal = None
-            self._last_error = ""
+            self._last_error = self._link_error = ""
         return True
 
     def _run_request(self, request: _Request) -> None:
@@ -503,7 +517,7 @@ class Controller:
         except (PolicyClientError, ValueError) as e:
             with self._lock:
                 self._in_flight = False
-                self._last_error = f"policy request failed: {e}"
+                self._link_error = f"policy request failed: {e}"
                 self._retry_at = time.monotonic() + self.config.retry_s
             return
         arrived = time.monotonic()
@@ -525,7 +539,7 @@ class Controller:
             self._stage_ms.update(capture=request.capture_ms, serialise=t.get("resize", 0) + t.get("serialise", 0),
                                   network=t.get("network", 0.0), queue=t.get("queue", 0.0),
                                   inference=t.get("inference", 0.0), total=latency_ms)
-            self._last_error = ""
+            self._last_error = self._link_error = ""
             instruction = request.obs.instruction
         record = ChunkRecord(chunk.chunk_id, chunk.actions, request.tick, latency_ms, dict(chunk.timings_ms),
                              instruction, skipped)

@@ -54,8 +54,8 @@ class Recorder:
         self._lock = threading.Lock()
         self._kind: str | None = None
         self._task = ""
-        self._chunk_start: dict[int, int] = {}      # chunk id -> frame index where it began executing
-        self._pending_futures: list = []            # futures whose chunk has not started yet
+        self._tick_frame: dict[int, int] = {}       # control tick -> frame index in the open episode
+        self._pending_futures: list = []            # futures whose observation tick is not recorded yet
         self._last_saved: int | None = None
         self._error: str | None = None
         self.dropped_frames = 0
@@ -69,7 +69,7 @@ class Recorder:
             self.writer.start_episode(task)
             self._kind, self._task, self._error = kind, task.strip(), None
             self.dropped_frames = self.stale_frames = 0
-            self._chunk_start.clear()
+            self._tick_frame.clear()
             self._pending_futures.clear()
 
     def save(self) -> int:
@@ -125,9 +125,8 @@ class Recorder:
                 self.writer.discard_episode()
                 self._kind = None
                 return
-            chunk_id = getattr(record, "chunk_id", None)
-            if chunk_id is not None and chunk_id >= 0 and chunk_id not in self._chunk_start:
-                self._chunk_start[chunk_id] = frame_index
+            self._tick_frame[record.tick] = frame_index
+            if self._pending_futures:
                 self._flush_futures()
 
     def on_future(self, future) -> None:
@@ -141,11 +140,14 @@ class Recorder:
             self._flush_futures()
 
     def _flush_futures(self) -> None:
+        # A future belongs to the frame whose observation the policy saw (the chunk's start tick);
+        # chunks requested before the episode began are not part of it.
+        first_tick = min(self._tick_frame, default=None)
         keep = []
         for future in self._pending_futures:
-            start = self._chunk_start.get(future.chunk_id)
+            start = self._tick_frame.get(future.start_tick)
             if start is None:
-                if len(self._pending_futures) < 32:
+                if (first_tick is None or future.start_tick > first_tick) and len(keep) < 32:
                     keep.append(future)
                 continue
             try:

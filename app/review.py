@@ -13,7 +13,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import gradio as gr
+import numpy as np
 
 from app import plots
 from app.live_view import jpeg_b64
@@ -33,6 +35,7 @@ class LoadedEpisode:
     length: int
     cameras: list[str]
     jpegs: dict[str, list[str]]               # camera -> per-frame base64 JPEG
+    composites: list[str]                     # per frame: all cameras in the policy's T-layout, small
     clips: list[ImaginedClip]
     clip_jpegs: list[list[str]]
     videos: dict[str, str]                    # camera -> mp4 path
@@ -85,14 +88,34 @@ def load_episode(root: str, index: int) -> LoadedEpisode:
         raise gr.Error(f"Episode {index} does not exist; the dataset has {reader.num_episodes} episodes.")
     info = reader.episodes[index]
     cameras = reader.camera_names
-    jpegs = {cam: [jpeg_b64(f, 80) for f in reader.frames(index, cam)] for cam in cameras}
+    frames = {cam: reader.frames(index, cam) for cam in cameras}
+    jpegs = {cam: [jpeg_b64(f, 80) for f in video] for cam, video in frames.items()}
+    n = min(len(v) for v in frames.values())
+    composites = [jpeg_b64(t_layout([frames[c][i] for c in cameras], width=160), 80) for i in range(n)]
+    del frames
     clips = reader.imagined(index)
     table = reader.episode_table(index)
     return LoadedEpisode(root=root, index=index, task=info.task, fps=reader.fps, length=info.length, cameras=cameras,
-                         jpegs=jpegs, clips=clips, clip_jpegs=[[jpeg_b64(f, 85) for f in c.frames] for c in clips],
+                         jpegs=jpegs, composites=composites, clips=clips, clip_jpegs=[[jpeg_b64(f, 85) for f in c.frames] for c in clips],
                          videos={cam: str(reader.video_path(index, cam)[0]) for cam in cameras},
                          state=table.state, action=table.action,
                          joint_names=list(reader.spec.state_names))
+
+
+def t_layout(images: list[np.ndarray], width: int) -> np.ndarray:
+    """The policy's view of the rig: the first camera on top, the others side by side below it
+    (PAPER.md's T-layout), scaled to `width` pixels, so real frames compare with imagined ones."""
+    top = cv2.resize(images[0], (width, round(width * images[0].shape[0] / images[0].shape[1])))
+    rest = images[1:]
+    if not rest:
+        return top
+    cell = width // len(rest)
+    row = [cv2.resize(im, (cell, round(cell * im.shape[0] / im.shape[1]))) for im in rest]
+    height = max(r.shape[0] for r in row)
+    bottom = np.zeros((height, width, 3), np.uint8)
+    for k, r in enumerate(row):
+        bottom[: r.shape[0], k * cell: k * cell + r.shape[1]] = r
+    return np.concatenate([top, bottom], axis=0)
 
 
 def clip_at(episode: LoadedEpisode, frame: int) -> int | None:
@@ -120,21 +143,20 @@ def frame_html(episode: LoadedEpisode, frame: int) -> str:
                    "the first chunk starts later.") + "</div>")
     else:
         clip, imgs = episode.clips[ci], episode.clip_jpegs[ci]
-        head = episode.cameras[0]
         real = []
         for k in range(len(imgs)):
             t = clip.start_frame_index + IMAGINED_FRAME_STRIDE * (k + 1)
-            real.append(_img(episode.jpegs[head][t], "rv-small", f"frame {t}") if t < len(episode.jpegs[head])
+            real.append(_img(episode.composites[t], "rv-small", f"frame {t}") if t < len(episode.composites)
                         else '<span class="rv-small rv-missing">after the end</span>')
         future = (f'<div class="rv-note">chunk {clip.chunk_index}: requested at frame {clip.start_frame_index}, '
-                  f'{clip.latency_ms:.0f} ms to actions. Top: what the policy imagined; bottom: what the '
-                  f'{html.escape(head)} camera saw at the same steps.</div>'
+                  f'{clip.latency_ms:.0f} ms to actions. Top: what the policy imagined (every '
+                  f'{IMAGINED_FRAME_STRIDE}nd step); bottom: what the cameras saw at the same steps.</div>'
                   f'<div class="rv-strip">{"".join(_img(b, "rv-small", f"imagined +{IMAGINED_FRAME_STRIDE * (k + 1)}") for k, b in enumerate(imgs))}</div>'
                   f'<div class="rv-strip">{"".join(real)}</div>')
     return (f'<div class="rv"><div class="rv-cams">{cams}</div><div class="rv-future">{future}</div></div>'
             '<style>.rv-cams{display:flex;gap:8px;flex-wrap:wrap}.rv-cam{margin:0}.rv-cam img{width:320px;max-width:100%}'
             '.rv-cam figcaption{font-size:12px;color:#666}.rv-strip{display:flex;gap:4px;margin:4px 0}'
-            '.rv-small{width:110px;min-height:40px;font-size:11px;color:#999}.rv-note{font-size:13px;margin-top:6px}</style>')
+            '.rv-small{height:120px;width:auto;font-size:11px;color:#999}.rv-note{font-size:13px;margin-top:6px}</style>')
 
 
 def build_review_tab(dataset_root: str | None, tab: gr.Tab | None = None) -> None:

@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import time
 from dataclasses import dataclass
 
@@ -125,6 +126,7 @@ def run(preset: str, chunks: int, warmup: int, device: str, compile_action_step:
         cfg = get_preset(rung.preset)
         runner = build_runner(cfg, rung.steps, device, compile_action_step)
         ms = time_rung(runner, chunks, warmup)
+        print(f"{rung.name}: median {statistics.median(ms):.1f} ms", file=sys.stderr, flush=True)
         results.append({"name": rung.name, "preset": rung.preset, "steps": list(rung.steps),
                         "tokens": sum(cfg.token_counts().values()), "median_ms": statistics.median(ms),
                         "p90_ms": float(np.percentile(ms, 90)), "gflop": chunk_flops(cfg, rung.steps) / 1e9})

@@ -13,6 +13,8 @@ back to the socket thread over an inproc socket (ZeroMQ sockets are not thread-s
 No batching: one robot per server is the common case, and a batch would delay the first robot.
 
 Binds loopback by default; any other interface requires CurveZMQ keys (policy.keys).
+Once serving, the process prints one line to stdout, "policy server ready on ADDRESS" (READY_LINE;
+all logs go to stderr); spawn() starts a server as a child process and waits for that line.
 """
 from __future__ import annotations
 
@@ -412,14 +414,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--testing-action-dim", type=int, default=14)
     parser.add_argument("--testing-fail-instruction", help="the testing runner raises for this instruction")
     args = parser.parse_args(argv)
+    # stdout carries the ready line only: anything else printed later (by a library) goes to
+    # stderr, so a parent that stops reading our stdout after the ready line never blocks us.
+    sys.stdout.flush()
+    ready_out = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
 
     from rich.console import Console
     from rich.logging import RichHandler
-    # Logs go to stderr: stdout carries only the ready line that spawn() waits for.
     logging.basicConfig(level=args.log_level.upper(), format="%(message)s", datefmt="%H:%M:%S",
                         handlers=[RichHandler(console=Console(stderr=True), show_path=False)])
     if args.runner == "wam" and not args.checkpoint and not args.random_init:
         parser.error("give --checkpoint DIR, or --random-init to serve random weights")
+    if args.runner == "wam" and args.checkpoint and not args.random_init and not os.path.exists(args.checkpoint):
+        parser.error(f"checkpoint {args.checkpoint} does not exist (train one, or pass --random-init)")
     try:
         check_bind(args.bind, args.keys)   # before loading a model for nothing
     except (InsecureBindError, ValueError) as e:
@@ -437,11 +445,18 @@ def main(argv: list[str] | None = None) -> int:
     md = server.metadata
     log.info("serving %s (action dim %d, H=%d, cameras %s) on %s%s", md.preset, md.action_dim, md.chunk_length,
              md.camera_names, server.address, " with CurveZMQ" if args.keys else "")
-    print(f"{READY_LINE}{server.address}", flush=True)
+    print(f"{READY_LINE}{server.address}", file=ready_out, flush=True)
+    ready_out.close()
     server.serve()
     log.info("policy server stopped")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # Everything is closed by now; skip the interpreter's teardown of torch and the text model,
+    # which takes seconds and would make every restart and Ctrl-C feel hung.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

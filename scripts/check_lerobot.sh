@@ -13,7 +13,9 @@ PROJECT_PY=${WAM_VENV:-.venv}/bin/python
 if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import lerobot" 2>/dev/null; then
     echo "[check_lerobot] creating $VENV (torch first, then lerobot)"
     "$PY" -m venv "$VENV"
-    # torch first: lerobot then resolves against this build instead of pulling another one.
+    # torch first, the project's pin: lerobot resolves against it where it can. lerobot 0.4.4
+    # requires torch<2.11, so pip replaces it with torch 2.10 (a CUDA build, ~8 GB venv); a
+    # --no-deps install beside 2.13 was tried and fails (torchvision's ops do not load).
     "$VENV/bin/pip" install -q torch==2.13.0
     "$VENV/bin/pip" install -q lerobot
 fi

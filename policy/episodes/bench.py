@@ -10,6 +10,7 @@ raw H.264 encoding speed of PyAV in-process and the ffmpeg pipe this package use
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -26,7 +27,7 @@ def bench_episode(width: int, height: int, seconds: float, fps: int = 30, paced:
     n = int(seconds * fps)
     # Pre-render a second of frames so that frame generation is not what we time.
     pool = [{cam: gen.frame(t, i) for i, cam in enumerate(spec.cameras)} for t in range(fps)]
-    lat = np.zeros(n)
+    lat, cpu, base = np.zeros(n), np.zeros(n), np.zeros(n)
     with tempfile.TemporaryDirectory(prefix="wam-bench-") as tmp, DatasetWriter(Path(tmp) / "ds", spec) as w:
         w.start_episode("benchmark")
         t0 = time.perf_counter()
@@ -35,9 +36,13 @@ def bench_episode(width: int, height: int, seconds: float, fps: int = 30, paced:
                 delay = t0 + t / fps - time.perf_counter()
                 if delay > 0:
                     time.sleep(delay)
-            s = time.perf_counter()
+            s, c = time.perf_counter(), time.thread_time()
             w.add_frame(pool[t % fps], synthetic_state(t), synthetic_state(t + 1))
-            lat[t] = time.perf_counter() - s
+            lat[t], cpu[t] = time.perf_counter() - s, time.thread_time() - c
+            # Baseline: only copying the same images, under the same load (scheduler noise).
+            s = time.perf_counter()
+            _ = [img.copy() for img in pool[t % fps].values()]
+            base[t] = time.perf_counter() - s
         backlog = w.status.encoder_backlog
         s = time.perf_counter()
         w.save_episode()
@@ -47,7 +52,9 @@ def bench_episode(width: int, height: int, seconds: float, fps: int = 30, paced:
         size = sum(p.stat().st_size for p in (Path(tmp) / "ds").rglob("*.mp4"))
     return {"size": f"{width}x{height}", "frames": n, "paced": paced,
             "add_frame_ms_p50": 1e3 * np.median(lat), "add_frame_ms_p99": 1e3 * np.quantile(lat, 0.99),
-            "add_frame_ms_max": 1e3 * lat.max(), "backlog_at_save": backlog,
+            "add_frame_ms_max": 1e3 * lat.max(), "cpu_ms_p50": 1e3 * np.median(cpu),
+            "cpu_ms_p99": 1e3 * np.quantile(cpu, 0.99), "copy_only_ms_p50": 1e3 * np.median(base),
+            "copy_only_ms_p99": 1e3 * np.quantile(base, 0.99), "backlog_at_save": backlog,
             "save_returns_ms": 1e3 * returned, "save_done_s": saved, "video_mb": size / 2**20}
 
 
@@ -86,14 +93,17 @@ def main() -> None:
     p.add_argument("--encoders", action="store_true", help="also compare PyAV and the ffmpeg pipe")
     a = p.parse_args()
     sizes = [tuple(int(v) for v in s.split("x")) for s in a.sizes.split(",")]
-    print(f"3 cameras, 30 fps, {a.seconds:g} s episodes (libx264 ultrafast crf 23, streamed while recording)")
+    print(f"3 cameras, 30 fps, {a.seconds:g} s episodes (libx264 ultrafast crf 23, streamed while recording); "
+          f"load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     for w, h in sizes:
         for paced in [True] + ([False] if a.burst else []):
             r = bench_episode(w, h, a.seconds, paced=paced)
-            print(f"{r['size']:>8} {'paced' if paced else 'burst'}: add_frame p50 {r['add_frame_ms_p50']:.3f} ms, "
-                  f"p99 {r['add_frame_ms_p99']:.3f} ms, max {r['add_frame_ms_max']:.2f} ms | "
-                  f"backlog at save {r['backlog_at_save']} frames | save returns in {r['save_returns_ms']:.2f} ms, "
-                  f"on disk after {r['save_done_s']:.2f} s | {r['video_mb']:.1f} MB video", flush=True)
+            print(f"{r['size']:>8} {'paced' if paced else 'burst'}: add_frame wall p50 {r['add_frame_ms_p50']:.3f} "
+                  f"p99 {r['add_frame_ms_p99']:.2f} max {r['add_frame_ms_max']:.1f} ms, its own CPU p50 "
+                  f"{r['cpu_ms_p50']:.3f} p99 {r['cpu_ms_p99']:.3f} ms (copying the images alone: wall p50 "
+                  f"{r['copy_only_ms_p50']:.3f} p99 {r['copy_only_ms_p99']:.2f} ms) | backlog at save "
+                  f"{r['backlog_at_save']} frames | save returns in {r['save_returns_ms']:.2f} ms, on disk after "
+                  f"{r['save_done_s']:.2f} s | {r['video_mb']:.1f} MB video", flush=True)
         if a.encoders:
             e = bench_encoders(w, h)
             print(f"{w}x{h} raw H.264 encode: PyAV {e['pyav_fps']:.0f} fps, ffmpeg pipe {e['ffmpeg_pipe_fps']:.0f} fps")

@@ -81,6 +81,10 @@ def open_for_append(root: Path, spec: DatasetSpec | None) -> tuple[DatasetSpec, 
     if info.get("codebase_version") != "v3.0":
         raise DatasetSpecError(f"{root} is a LeRobot {info.get('codebase_version')} dataset; this writer appends "
                                f"to v3.0 only (convert it with LeRobot's converter first)")
+    if "wam" not in info:
+        raise DatasetSpecError(f"{root} was not written by policy.episodes (LeRobot packs many episodes per file; "
+                               f"this writer keeps one file per episode): read it with DatasetReader, record "
+                               f"into a new directory")
     stored = DatasetSpec.from_info(info)
     if spec is not None:
         diffs = stored.differences(spec)

@@ -166,11 +166,16 @@ def episode_row_table(row: dict) -> pa.Table:
 
 
 def load_episode_rows(root: Path, total_episodes: int) -> list[dict]:
-    """Rows of every committed episode, ordered by episode index."""
-    from policy.episodes.spec import EPISODES_PATH, chunk_and_file
+    """Rows of the committed episodes (index < total_episodes), ordered by episode index.
+
+    Reads every meta/episodes file, so LeRobot-written datasets (many episodes per file) work too."""
     rows = []
-    for ep in range(total_episodes):
-        c, f = chunk_and_file(ep)
-        table = pq.read_table(root / EPISODES_PATH.format(chunk_index=c, file_index=f))
-        rows.append({k: v[0] for k, v in table.to_pydict().items()})
+    for path in sorted((root / "meta" / "episodes").glob("*/*.parquet")):
+        if TMP_MARK in path.name:
+            continue
+        rows += [r for r in pq.read_table(path).to_pylist() if r["episode_index"] < total_episodes]
+    rows.sort(key=lambda r: r["episode_index"])
+    if [r["episode_index"] for r in rows] != list(range(total_episodes)):
+        raise FileNotFoundError(f"{root}: meta/episodes holds episodes {[r['episode_index'] for r in rows][:10]}..., "
+                                f"meta/info.json says {total_episodes}: the dataset's metadata is damaged")
     return rows

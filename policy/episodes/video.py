@@ -230,7 +230,7 @@ def decode_video(path: Path, size: tuple[int, int] | None = None, start: int = 0
     out: list[np.ndarray] = []
     kwargs = {"format": "rgb24"}
     if size is not None:
-        kwargs.update(height=int(size[0]), width=int(size[1]))
+        kwargs.update(height=int(size[0]), width=int(size[1]), interpolation="AREA")  # area: no aliasing
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"

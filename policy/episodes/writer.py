@@ -13,6 +13,7 @@ under temp names and renamed into place; meta/info.json is rewritten last (the c
 """
 from __future__ import annotations
 
+import atexit
 import fcntl
 import json
 import os
@@ -20,6 +21,7 @@ import queue
 import shutil
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,6 +77,16 @@ class _Episode:
             enc.abort()
 
 
+_OPEN_WRITERS: "weakref.WeakSet[DatasetWriter]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_writers() -> None:
+    """A script that saves and then simply ends still gets its queued episodes written."""
+    for writer in list(_OPEN_WRITERS):
+        writer.close()
+
+
 class DatasetWriter:
     def __init__(self, root: str | Path, spec: DatasetSpec | None = None, config: WriterConfig | None = None):
         self.root = Path(root)
@@ -95,6 +107,7 @@ class DatasetWriter:
         self._closed = False
         self._thread = threading.Thread(target=self._finalise_loop, name="dataset-finaliser", daemon=True)
         self._thread.start()
+        _OPEN_WRITERS.add(self)   # closed at interpreter exit (see _close_open_writers)
 
     # ---- locking: one writer per dataset (flock dies with the process, even on SIGKILL) -----------
     def _acquire_lock(self):
@@ -212,7 +225,8 @@ class DatasetWriter:
             raise DatasetWriteError("add_imagined before start_episode(task)")
         frames = np.asarray(frames)
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or frames.shape[0] == 0:
-            raise ValueError(f"imagined frames must be (T, h, w, 3) uint8 with T > 0, got {frames.shape} {frames.dtype}")
+            raise ValueError(f"imagined frames must be (T, h, w, 3) uint8 with T > 0, "
+                             f"got {frames.shape} {frames.dtype}")
         if ep.imagined and ep.imagined[0][2].shape[1:] != frames.shape[1:]:
             raise ValueError(f"imagined frames of one episode must share a size: {ep.imagined[0][2].shape[1:3]} "
                              f"then {frames.shape[1:3]}")
@@ -296,6 +310,7 @@ class DatasetWriter:
         self._thread.join()
         self._closed = True
         self._release_lock()
+        _OPEN_WRITERS.discard(self)
 
     def __enter__(self) -> "DatasetWriter":
         return self

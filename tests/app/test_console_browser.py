@@ -153,6 +153,8 @@ def test_the_review_tab_shows_recorded_episodes(page, demo):
     page.click("[role='option']:has-text('rollout')")
     page.wait_for_function("() => document.querySelector('#review-summary').innerText.includes('put the red block')",
                            timeout=60_000)
+    slider.fill("5")                         # the first chunk was requested on one of the first ticks
+    slider.press("Enter")
     page.wait_for_function("() => document.querySelectorAll('#review-frame .rv-strip img').length >= 2",
                            timeout=30_000)
     assert "what the policy imagined" in page.inner_text("#review-frame")
@@ -177,3 +179,41 @@ def test_a_second_tab_watches_until_it_takes_control(page, demo):
         second.screenshot(path=str(ARTIFACTS / "console_second_tab.png"))
     finally:
         second.close()
+
+
+FAKE_GAMEPAD = """
+window.__pad = {id: 'test pad', connected: true, axes: [0, 0, 0, 0],
+                buttons: Array.from({length: 17}, () => ({value: 0, pressed: false}))};
+navigator.getGamepads = () => [window.__pad];
+"""
+
+
+def test_jog_buttons_and_gamepad_drive_the_arm(page, demo):
+    pad_page = page.context.new_page()
+    try:
+        pad_page.add_init_script(FAKE_GAMEPAD)     # the browser's Gamepad API, fed by the test
+        pad_page.goto(demo.url)
+        pad_page.wait_for_function("() => window.ewamStatus && window.ewamStatus.joints", timeout=60_000)
+        pad_page.click("text=Take control")
+        pad_page.wait_for_function("() => window.ewamStatus.operator", timeout=15_000)
+        start = joints(pad_page)
+        button = pad_page.locator('.jog-btn[data-joint="7"][data-dir="1"]')   # right waist +
+        button.scroll_into_view_if_needed()
+        box = button.bounding_box()
+        pad_page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        pad_page.mouse.down()
+        time.sleep(1.5)
+        pad_page.mouse.up()
+        time.sleep(1.0)
+        after_button = joints(pad_page)
+        assert after_button[7] - start[7] > 0.2, "holding the on-screen jog button did not move the joint"
+        pad_page.evaluate("() => { window.__pad.axes[0] = -1.0; }")         # left stick left: left waist -
+        time.sleep(1.5)
+        pad_page.evaluate("() => { window.__pad.axes[0] = 0.0; }")
+        time.sleep(1.0)
+        after_pad = joints(pad_page)
+        assert after_button[0] - after_pad[0] > 0.2, "the gamepad stick did not move the joint"
+        time.sleep(1.0)
+        assert np.abs(joints(pad_page) - after_pad).max() < 0.005, "the arm moved with the stick released"
+    finally:
+        pad_page.close()

@@ -281,3 +281,13 @@ def test_the_app_side_never_imports_torch():
     code = "import sys, app.controller, policy.client; assert 'torch' not in sys.modules, 'torch was imported'"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_no_server_means_a_plain_error_and_a_holding_arm(robot, make_controller):
+    controller = make_controller(f"tcp://127.0.0.1:{free_port()}", timeout_s=0.3)
+    controller.set_instruction("put the red block on the plate")
+    controller.start_policy()                 # allowed: the server may still be loading
+    wait_for(lambda: "is it running" in controller.status().last_error, 5, "the not-running message")
+    status = controller.status()
+    assert status.mode == Mode.POLICY and not status.server_connected and status.chunk_count == 0
+    assert controller.arm.holding

@@ -108,3 +108,13 @@ def test_sigkill_while_saving(tmp_path, spec):
     r = DatasetReader(root)
     np.testing.assert_array_equal(np.diff([e.dataset_from_index for e in r.episodes]),
                                   [e.length for e in r.episodes[:-1]])
+
+
+def test_script_that_just_ends_keeps_saved_episodes(tmp_path):
+    """save_episode() is non-blocking; a process that exits right after still writes the episode."""
+    code = RECORDER.split("e = 0")[0] + "w.start_episode('x')\n" + \
+        "for t in range(15):\n    w.add_frame({c: gen.frame(t, i) for i, c in enumerate(spec.cameras)}, " \
+        "synthetic_state(t), synthetic_state(t))\nw.save_episode()\n"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "ds"), "0"], check=True, env=env, cwd=REPO, timeout=120)
+    _check_consistent(tmp_path / "ds", 1)
