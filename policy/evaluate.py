@@ -75,7 +75,8 @@ def run_variant(name: str, steps: tuple[int, int], args, tasks: list[str], conso
                    "--bind", "tcp://127.0.0.1:0" if args.port == 0 else f"tcp://127.0.0.1:{args.port}",
                    "--log-level", "WARNING"]
     try:
-        proc, address = spawn(server_args, ready_timeout_s=args.server_timeout)
+        env = {**os.environ, "OMP_NUM_THREADS": str(args.server_threads)} if args.server_threads else None
+        proc, address = spawn(server_args, ready_timeout_s=args.server_timeout, env=env)
     except RuntimeError as e:
         result.error = f"server did not start: {e}"
         console.print(f"[red]{name}: {result.error}")
@@ -163,6 +164,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--camera-width", type=int, default=320)
     p.add_argument("--camera-height", type=int, default=240)
     p.add_argument("--port", type=int, default=0, help="server port (0: a free one)")
+    p.add_argument("--server-threads", type=int, default=1,
+                   help="torch threads of the policy server (OMP_NUM_THREADS; 0: torch's default). 1 is "
+                        "fastest on a CPU shared with other jobs")
     p.add_argument("--server-timeout", type=float, default=300.0)
     p.add_argument("--infer-timeout", type=float, default=60.0)
     p.add_argument("--json-out", help="also write the JSON summary to this file")

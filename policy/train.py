@@ -62,6 +62,8 @@ class TrainConfig:
     device: str = "auto"
     rank_weights: bool = False       # each rank writes its final weights (to check DDP sync)
     init_codec: str | None = None    # take the codec from this checkpoint (then --codec-steps 0)
+    threads: int = 0                 # torch CPU threads per process (0: torch's default); on a
+                                     # machine shared with other jobs 1 avoids OpenMP spin-waiting
 
 
 # ---- distributed ----------------------------------------------------------------------------
@@ -117,6 +119,8 @@ class CodecObjective(nn.Module):
 # ---- the trainer ----------------------------------------------------------------------------
 class Trainer:
     def __init__(self, tc: TrainConfig):
+        if tc.threads > 0:
+            torch.set_num_threads(tc.threads)
         self.tc, self.d = tc, init_distributed(tc.device)
         self.out = Path(tc.out)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -357,7 +361,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--model", default="{}", help='JSON WAMConfig overrides, e.g. \'{"video_layers": 4}\'')
     defaults = TrainConfig(data="", out="")
     for name in ("codec_steps", "video_steps", "action_steps", "joint_steps", "batch_size", "codec_batch_size",
-                 "seed", "save_every", "log_every"):
+                 "seed", "save_every", "log_every", "threads"):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
     for name in ("lr", "weight_decay", "grad_clip", "state_noise", "video_free_prob"):
         p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))

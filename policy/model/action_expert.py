@@ -64,13 +64,21 @@ class ActionExpert(nn.Module):
         nn.init.zeros_(self.head.weight)             # zero-initialised output (paper)
         nn.init.zeros_(self.head.bias)
 
-    def embed(self, actions: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+    def embed_fixed(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The tokens that do not change during a chunk: state (B, 1, dim), registers (B, R, dim),
+        with their positions added."""
+        dt, h = self.head.weight.dtype, self.cfg.horizon
+        s = self.state_embedding(state.to(dt))[:, None] + self.positions[:, :1].to(dt)
+        r = self.registers.expand(state.shape[0], -1, -1) + self.positions[:, 1 + h:].to(dt)
+        return s, r
+
+    def embed(self, actions: torch.Tensor, state: torch.Tensor,
+              fixed: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """actions (B, H, A), state (B, A) -> tokens (B, 1 + H + R, dim)."""
-        dt = self.head.weight.dtype
-        s = self.state_embedding(state.to(dt))[:, None]
-        a = self.action_embedding(actions.to(dt))
-        r = self.registers.expand(actions.shape[0], -1, -1)
-        return torch.cat([s, a, r], dim=1) + self.positions.to(dt)
+        s, r = self.embed_fixed(state) if fixed is None else fixed
+        dt, h = self.head.weight.dtype, self.cfg.horizon
+        a = self.action_embedding(actions.to(dt)) + self.positions[:, 1:1 + h].to(dt)
+        return torch.cat([s, a, r], dim=1)
 
     def time(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """t (B,) -> temb (B, dim), projection (B, 6, dim)."""

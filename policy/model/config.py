@@ -22,7 +22,7 @@ SCENE_PREFIX = (
 class WAMConfig:
     name: str = "sim-tiny"
     # video expert (Wan-style blocks)
-    video_layers: int = 6
+    video_layers: int = 4
     video_width: int = 256
     video_ffn: int = 1024
     num_heads: int = 4                # shared attention space: num_heads x head_dim
@@ -135,12 +135,14 @@ def _dense(c: WAMConfig) -> WAMConfig:
     return c.replace(name=c.name + "-dense", future_downsample=1, steps=(10, 10))
 
 
-# sim-tiny: sized for two CPU cores (see policy/bench.py for measured numbers).
+# sim-tiny: sized for two shared CPU cores. Per-op overhead dominates the action-only steps, so
+# depth costs more than width: 4 layers x 256 (4 heads x 64), action expert 128 wide, ~6M params;
+# RT [2,10] is ~1.7 GFLOP per chunk (policy/bench.py prints measured numbers).
 SIM_TINY = WAMConfig()
 # Teacher: video expert ~6x larger (paper: 5.0B / 0.85B) (deeper, wider, more heads), dense; the action expert keeps
 # its width but follows the teacher's depth and head space (same design as the paper's 5B baseline).
 SIM_TINY_TEACHER = SIM_TINY.replace(
-    name="sim-tiny-teacher", video_layers=10, video_width=512, video_ffn=2048, num_heads=8,
+    name="sim-tiny-teacher", video_layers=8, video_width=448, video_ffn=1792, num_heads=7,
     head_dim=64, future_downsample=1, steps=(10, 10))
 
 PAPER_1B = WAMConfig(

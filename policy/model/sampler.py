@@ -36,12 +36,12 @@ class FlowSampler:
             raise ValueError(f"steps [T_v, T_a] = {list(steps)}: need 0 <= T_v <= T_a, T_a >= 1 "
                              "(video steps ride on the first action steps; T_v = 0 is video-free)")
         self.model, self.steps, self.shift, self.use_cache = model, (t_v, t_a), shift, use_cache
-        self._action_step = model.action_only
+        self._action_step = model.action_step
         if compile_action_step:
             # Static shapes every step: one graph; on CUDA "reduce-overhead" adds CUDA graphs.
             on_cuda = next(model.parameters()).is_cuda
             self._action_step = torch.compile(
-                model.action_only, backend=compile_backend, dynamic=False,
+                model.action_step, backend=compile_backend, dynamic=False,
                 mode="reduce-overhead" if on_cuda and compile_backend == "inductor" else None)
 
     @torch.no_grad()
@@ -65,6 +65,8 @@ class FlowSampler:
             text_kv = m.text_kv(text)                       # once per chunk
             cache = VideoKVCache([], [])
             last_video = None
+            if self.use_cache and t_a > t_v:        # constants of the action-only steps, once
+                plan = m.plan_action_steps(state, ta[t_v:t_a, None] * ones)
             for i in range(t_a):
                 if i < t_v:
                     vel_v, vel_a = m.joint(x_v, tv[i] * ones, cond, text_kv, x_a, ta[i] * ones,
@@ -80,7 +82,8 @@ class FlowSampler:
                     last_video = (None, None)
                     res.joint_passes += 1
                 elif self.use_cache:
-                    vel_a = self._action_step(cache, x_a, ta[i] * ones, state)
+                    j = i - t_v
+                    vel_a = self._action_step(cache, x_a, plan.fixed, plan.temb[j], plan.mods[j])
                     res.action_passes += 1
                 else:
                     _, vel_a = m.joint(*last_video, cond, text_kv, x_a, ta[i] * ones, state)

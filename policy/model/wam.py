@@ -32,6 +32,13 @@ class VideoKVCache:
     values: list[torch.Tensor]
 
 
+@dataclass
+class ActionPlan:
+    fixed: tuple[torch.Tensor, torch.Tensor]     # state token (B, 1, D), register tokens (B, R, D)
+    temb: torch.Tensor                           # (S, B, D) per-step time embedding (output head)
+    mods: list[list[list[torch.Tensor]]]         # [step][layer] -> 6 adaLN tensors (B, 1, D)
+
+
 class EfficientWAM(nn.Module):
     def __init__(self, cfg: WAMConfig):
         super().__init__()
@@ -89,13 +96,27 @@ class EfficientWAM(nn.Module):
     def action_only(self, cache: VideoKVCache, actions: torch.Tensor, t_action: torch.Tensor,
                     state: torch.Tensor) -> torch.Tensor:
         """An action step against cached video K/V: the video stream does not run."""
-        ax = self.action.embed(actions, state)
-        a_temb, a_proj = self.action.time(t_action)
-        for ablk, vk, vv in zip(self.action.blocks, cache.keys, cache.values):
-            am = ablk.mod(a_proj)
+        plan = self.plan_action_steps(state, t_action[None])
+        return self.action_step(cache, actions, plan.fixed, plan.temb[0], plan.mods[0])
+
+    def plan_action_steps(self, state: torch.Tensor, times: torch.Tensor) -> "ActionPlan":
+        """Per-chunk constants of the action-only steps, computed once: the embedded state and
+        register tokens and, for every step time (S, B), the head and per-layer adaLN inputs."""
+        s, b = times.shape
+        temb, proj = self.action.time(times.flatten())
+        temb, proj = temb.unflatten(0, (s, b)), proj.unflatten(0, (s, b))
+        mods = [[blk.mod(proj[i]) for blk in self.action.blocks] for i in range(s)]
+        return ActionPlan(self.action.embed_fixed(state), temb, mods)
+
+    def action_step(self, cache: VideoKVCache, actions: torch.Tensor,
+                    fixed: tuple[torch.Tensor, torch.Tensor], temb: torch.Tensor,
+                    mods: list[list[torch.Tensor]]) -> torch.Tensor:
+        """The hot loop of [T_v, T_a] sampling: tensors in, tensors out (torch.compile-able)."""
+        ax = self.action.embed(actions, None, fixed)
+        for ablk, am, vk, vv in zip(self.action.blocks, mods, cache.keys, cache.values):
             aq, ak, av = ablk.qkv(ax, am)
             ax = ablk.finish(ax, attention(aq, torch.cat([vk, ak], 2), torch.cat([vv, av], 2)), am)
-        return self.action.output(ax, a_temb).float()
+        return self.action.output(ax, temb).float()
 
     def forward(self, future: torch.Tensor, actions: torch.Tensor, t_video: torch.Tensor,
                 t_action: torch.Tensor, cond: torch.Tensor, text: torch.Tensor,

@@ -3,6 +3,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from app.harness import REPO, DemoProcess, free_port
 
 TESTING_POLICY = ["--policy-arg=--runner", "--policy-arg=testing"]
@@ -45,17 +47,36 @@ def children(pid: int) -> list[int]:
     return [int(x) for x in text.split()]
 
 
-def test_when_the_policy_server_dies_everything_shuts_down_with_the_reason(tmp_path):
-    demo = DemoProcess(["--dataset", str(tmp_path / "ds"), *TESTING_POLICY])
-    try:
-        (server_pid,) = [p for p in children(demo.proc.pid)
-                         if b"policy.server" in Path(f"/proc/{p}/cmdline").read_bytes()]
-        subprocess.run(["kill", "-9", str(server_pid)], check=True)
-        code = demo.proc.wait(timeout=60)
-    finally:
-        demo.stop()
-    log = demo.log()
+@pytest.fixture(scope="module")
+def guarded_demo(tmp_path_factory):
+    """One stack (numpy test policy) behind a password; the last test kills its policy server."""
+    demo = DemoProcess(["--dataset", str(tmp_path_factory.mktemp("ds") / "ds"), "--auth", "operator:s3cret-pass",
+                        *TESTING_POLICY])
+    yield demo
+    demo.stop()
+
+
+def test_with_auth_nothing_is_served_before_login(guarded_demo):
+    import httpx
+    url = guarded_demo.url
+    with httpx.Client(base_url=url, timeout=30) as anonymous:
+        assert anonymous.get("/config").status_code == 401
+        # the live-frame, teleop and status functions too
+        denied = anonymous.post("/gradio_api/component_server/", json={"data": ["head", -1, False], "fn_name": "next_frame",
+                                                                       "component_id": 1, "session_hash": "x"})
+        assert denied.status_code == 401
+        assert anonymous.post("/login", data={"username": "operator", "password": "wrong"}).status_code == 400
+    with httpx.Client(base_url=url, timeout=30) as operator:
+        assert operator.post("/login", data={"username": "operator", "password": "s3cret-pass"}).status_code == 200
+        assert operator.get("/config").status_code == 200
+
+
+def test_when_the_policy_server_dies_everything_shuts_down_with_the_reason(guarded_demo):
+    (server_pid,) = [p for p in children(guarded_demo.proc.pid)
+                     if b"policy.server" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    subprocess.run(["kill", "-9", str(server_pid)], check=True)
+    code = guarded_demo.proc.wait(timeout=60)
+    log = guarded_demo.log()
     assert code == 1
     assert f"the policy server (pid {server_pid}) was killed by signal 9" in log
     assert "stopped cleanly" in log
-

@@ -1,4 +1,6 @@
 """DatasetWriter: round trip, imagined futures, resume, spec refusal, discard, validation, status."""
+import json
+
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -177,3 +179,15 @@ def test_depth_is_lossless(tmp_path, frames):
     assert r.info["features"]["observation.images.head_depth"]["dtype"] == "image"
     with pytest.raises(KeyError, match="no depth"):
         r.depth(0, "left_wrist")
+
+
+def test_refuses_appending_to_a_dataset_written_by_lerobot(tmp_path, spec):
+    with DatasetWriter(tmp_path / "ds", spec) as w:
+        record_episode(w, 3)
+    info_path = tmp_path / "ds/meta/info.json"
+    info = json.loads(info_path.read_text())
+    del info["wam"]                      # what LeRobot's own writer produces
+    info_path.write_text(json.dumps(info))
+    with pytest.raises(DatasetSpecError, match="not written by policy.episodes"):
+        DatasetWriter(tmp_path / "ds", spec)
+    assert DatasetReader(tmp_path / "ds").num_episodes == 1   # still readable

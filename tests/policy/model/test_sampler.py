@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from policy.model.sampler import FlowSampler
+from policy.model.wam import VideoKVCache
 from tests.policy.model.conftest import inputs
 
 
@@ -27,7 +28,7 @@ def test_cached_equals_uncached(tiny_model, steps):
 @pytest.mark.parametrize("steps", [(2, 10), (10, 10), (1, 4), (5, 10)])
 def test_steps_set_the_number_of_joint_passes(tiny_model, steps):
     calls = {"joint": 0, "action": 0}
-    joint, action_only = tiny_model.joint, tiny_model.action_only
+    joint, action_step = tiny_model.joint, tiny_model.action_step
 
     def count(name, fn):
         def wrapped(*a, **k):
@@ -35,11 +36,24 @@ def test_steps_set_the_number_of_joint_passes(tiny_model, steps):
             return fn(*a, **k)
         return wrapped
 
-    tiny_model.joint, tiny_model.action_only = count("joint", joint), count("action", action_only)
+    tiny_model.joint, tiny_model.action_step = count("joint", joint), count("action", action_step)
     res = FlowSampler(tiny_model, steps).sample(**inputs(tiny_model.cfg))
     assert calls == {"joint": steps[0], "action": steps[1] - steps[0]}
     assert (res.joint_passes, res.action_passes) == (steps[0], steps[1] - steps[0])
     assert res.actions.shape == (1, tiny_model.cfg.horizon, tiny_model.cfg.action_dim)
+
+
+def test_action_only_step_equals_the_joint_pass(tiny_model):
+    cfg, x = tiny_model.cfg, inputs(tiny_model.cfg)
+    fut, acts = _noise(cfg)
+    t_v, t_a = torch.tensor([0.7]), torch.tensor([0.4])
+    cache = VideoKVCache([], [])
+    with torch.no_grad():
+        kv = tiny_model.text_kv(x["text"])
+        _, joint_vel = tiny_model.joint(fut, t_v, x["cond"], kv, acts, t_a, x["state"], cache)
+        assert len(cache.keys) == cfg.video_layers
+        alone = tiny_model.action_only(cache, acts, t_a, x["state"])
+    torch.testing.assert_close(alone, joint_vel, atol=1e-5, rtol=1e-5)
 
 
 def test_bad_steps_rejected(tiny_model):
