@@ -52,7 +52,8 @@ CSS = """
 .badge.mode-teleop { background: #1565c0; color: #fff; }
 .badge.ok { background: #c8e6c9; } .badge.bad { background: #ffcdd2; color: #b71c1c; }
 .badge.watch { background: #fff3e0; } .badge.rec { background: #d32f2f; color: #fff; }
-.status-error { color: #b71c1c; background: #ffebee; padding: 4px 8px; margin-top: 6px; border-radius: 6px; font-weight: 600; }
+.status-error { color: #b71c1c; background: #ffebee; padding: 4px 8px; margin-top: 6px; border-radius: 6px;
+                font-weight: 600; }
 .teleop-help { font-size: 13px; color: #555; margin-bottom: 6px; }
 .teleop-msg.error { color: #b71c1c; font-weight: 600; }
 .jog-arm { display: flex; flex-wrap: wrap; gap: 6px; align-items: center; padding: 4px; border-radius: 6px; }
@@ -119,7 +120,8 @@ class Console:
         self._require(request)
         text = (text or "").strip()
         if not text:
-            raise gr.Error("The instruction is empty: type what the robot should do, e.g. \"put the red block on the plate\".")
+            raise gr.Error("The instruction is empty: type what the robot should do, "
+                           "e.g. \"put the red block on the plate\".")
         self._call("setting the instruction", self.controller.set_instruction, text)
         gr.Info(f"Instruction set: {text}")
 
@@ -174,7 +176,8 @@ class Console:
             raise gr.Error("Recording is off: start run_demo.py with --dataset DIR to record episodes.")
         task = (task or "").strip() or (instruction or "").strip()
         if not task:
-            raise gr.Error("Type the task of this demonstration (e.g. \"put the red block on the plate\") before recording.")
+            raise gr.Error("Type the task of this demonstration (e.g. \"put the red block on the plate\") "
+                           "before recording.")
         self._call("starting the recording", self.recorder.start, task, "teleop")
 
     def record_save(self, request: gr.Request = None) -> None:
@@ -251,7 +254,8 @@ class Console:
                     if self.reset_scene is not None:
                         task = gr.Dropdown(choices=self.tasks, value=self.current_task or
                                            (self.tasks[0] if self.tasks else None),
-                                           label="Scene task", scale=2, allow_custom_value=False)
+                                           label="Scene task", scale=2, allow_custom_value=False,
+                                           elem_id="scene-task")
                         reset_btn = gr.Button("Reset scene", scale=1, elem_id="ewam-reset")
                 with gr.Accordion("Teleop (keyboard / gamepad / jog buttons)", open=True):
                     with gr.Row():
@@ -269,8 +273,8 @@ class Console:
                         rec_discard = gr.Button("Discard", variant="stop", scale=1, elem_id="rec-discard")
                     gr.Markdown(f"Dataset: `{self.recorder.root.resolve()}`" if self.recorder else
                                 "Recording is off (start with `--dataset DIR`).")
-                with gr.Accordion("Latency", open=False):
-                    latency_plot = gr.LinePlot(x="chunk", y="ms", color="stage", height=260,
+                with gr.Accordion("Latency", open=False, elem_id="latency-accordion"):
+                    latency_plot = gr.LinePlot(x="chunk", y="ms", color="stage", height=260, elem_id="latency-plot",
                                                title="per-chunk latency (p50 / p95 in the status bar)")
             with gr.Tab("Review", elem_id="review-tab") as review_tab:
                 build_review_tab(self.dataset_root, review_tab)

@@ -120,7 +120,8 @@ class _CameraFeed:
     def next_frame(self, after_seq: int, depth: bool) -> dict:
         name = self.camera.name
         if not self.camera.is_connected:
-            return {"camera": name, "error": f"camera '{name}' is not connected: check its cable and restart the console"}
+            return {"camera": name,
+                    "error": f"camera '{name}' is not connected: check its cable and restart the console"}
         reason = getattr(self.camera, "disconnected_reason", None)
         if reason:
             return {"camera": name, "error": f"camera '{name}' lost ({reason}); reconnecting by itself"}

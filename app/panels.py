@@ -67,7 +67,8 @@ const sleep = ms => new Promise(r => setTimeout(r, ms));
 
 FUTURE_TEMPLATE = """
 <div class="future-tile">
-  <div class="cam-bar"><b>imagined future</b><span class="future-info">waiting for the first action chunk (press START)</span></div>
+  <div class="cam-bar"><b>imagined future</b>
+    <span class="future-info">waiting for the first action chunk (press START)</span></div>
   <div class="cam-frame"><img class="future-img" alt="imagined future"/><div class="future-step"></div>
     <div class="cam-error"></div></div>
 </div>"""
@@ -118,17 +119,25 @@ function render(s) {
   const mode = s.mode || 'idle';
   const lat = s.latency_ms || {};
   const rec = s.recording || {};
+  const span = (cls, html) => `<span class="${cls}">${html}</span>`;
+  const who = s.operator ? 'you are operating'
+            : (s.holder ? 'watching: another tab operates' : 'watching: nobody operates');
+  const saving = (rec.saving ? ` · writing ${esc(rec.saving)}` : '') +
+                 (rec.encoder_backlog ? ` · encoder backlog ${esc(rec.encoder_backlog)}` : '') +
+                 (rec.stale_frames ? ` · ${esc(rec.stale_frames)} late camera frames` : '');
   const parts = [
-    `<span class="badge mode-${esc(mode)}">${esc(mode.toUpperCase())}${s.holding ? ' · holding' : ''}</span>`,
-    `<span class="field instr">instruction: <b>${esc(s.instruction || '— none —')}</b></span>`,
-    `<span class="field">chunk <b>#${esc(s.last_chunk_id ?? '–')}</b> (${esc(s.chunk_count ?? 0)} so far) · queue ${esc(s.queue_length ?? 0)}</span>`,
-    `<span class="field">latency p50 <b>${lat.p50 ?? '–'}</b> / p95 <b>${lat.p95 ?? '–'}</b> ms</span>`,
-    `<span class="badge ${s.server_connected ? 'ok' : 'bad'}">policy ${s.server_connected ? 'connected' : 'NOT connected'}${s.preset ? ' · ' + esc(s.preset) : ''}</span>`,
-    `<span class="badge ${s.operator ? 'ok' : 'watch'}">${s.operator ? 'you are operating' : (s.holder ? 'watching: another tab operates' : 'watching: nobody operates')}</span>`,
-    rec.recording ? `<span class="badge rec">● REC ${esc(rec.kind)} · ${esc(rec.frames)} frames</span>` : '',
-    `<span class="field">episodes saved <b>${esc(rec.episodes_saved ?? '–')}</b>${rec.saving ? ' · writing ' + esc(rec.saving) : ''}${rec.encoder_backlog ? ' · encoder backlog ' + esc(rec.encoder_backlog) : ''}${rec.stale_frames ? ' · ' + esc(rec.stale_frames) + ' late camera frames' : ''}</span>`,
-    `<span class="field">safety: ${esc(s.safety || 'ok')}</span>`,
-    s.notice ? `<span class="field notice">${esc(s.notice)}</span>` : '',
+    span(`badge mode-${esc(mode)}`, esc(mode.toUpperCase()) + (s.holding ? ' · holding' : '')),
+    span('field instr', `instruction: <b>${esc(s.instruction || '— none —')}</b>`),
+    span('field', `chunk <b>#${esc(s.last_chunk_id ?? '–')}</b> (${esc(s.chunk_count ?? 0)} so far)` +
+                  ` · queue ${esc(s.queue_length ?? 0)}`),
+    span('field', `latency p50 <b>${lat.p50 ?? '–'}</b> / p95 <b>${lat.p95 ?? '–'}</b> ms`),
+    span(`badge ${s.server_connected ? 'ok' : 'bad'}`,
+         `policy ${s.server_connected ? 'connected' : 'NOT connected'}${s.preset ? ' · ' + esc(s.preset) : ''}`),
+    span(`badge ${s.operator ? 'ok' : 'watch'}`, who),
+    rec.recording ? span('badge rec', `● REC ${esc(rec.kind)} · ${esc(rec.frames)} frames`) : '',
+    span('field', `episodes saved <b>${esc(rec.episodes_saved ?? '–')}</b>${saving}`),
+    span('field', `safety: ${esc(s.safety || 'ok')}`),
+    s.notice ? span('field notice', esc(s.notice)) : '',
   ];
   const errors = (s.errors || []).map(e => `<div class="status-error">⚠ ${esc(e)}</div>`).join('');
   bar.innerHTML = `<div class="status-row">${parts.join('')}</div>${errors}`;
@@ -136,7 +145,10 @@ function render(s) {
 (async () => {
   while (element.isConnected) {
     try { const s = await server.status(session()); window.ewamStatus = s; render(s); }
-    catch (e) { bar.innerHTML = `<div class="status-error">⚠ lost connection to the console server (${esc(e)}); is run_demo.py still running?</div>`; }
+    catch (e) {
+      bar.innerHTML = `<div class="status-error">⚠ lost connection to the console server (${esc(e)}); ` +
+                      'is run_demo.py still running?</div>';
+    }
     await sleep(250);
   }
 })();

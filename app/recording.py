@@ -161,7 +161,8 @@ class Recorder:
         s = self.writer.status
         return RecordingStatus(recording=self._kind is not None, kind=self._kind, task=self._task,
                                frames=s.frames, episodes_saved=s.episodes_saved, saving=s.queued,
-                               encoder_backlog=s.encoder_backlog, stale_frames=self.stale_frames, dataset=str(self.root.resolve()),
+                               encoder_backlog=s.encoder_backlog, stale_frames=self.stale_frames,
+                               dataset=str(self.root.resolve()),
                                last_saved=self._last_saved, error=self._error or s.last_error)
 
     def close(self) -> None:

@@ -96,7 +96,8 @@ def load_episode(root: str, index: int) -> LoadedEpisode:
     clips = reader.imagined(index)
     table = reader.episode_table(index)
     return LoadedEpisode(root=root, index=index, task=info.task, fps=reader.fps, length=info.length, cameras=cameras,
-                         jpegs=jpegs, composites=composites, clips=clips, clip_jpegs=[[jpeg_b64(f, 85) for f in c.frames] for c in clips],
+                         jpegs=jpegs, composites=composites, clips=clips,
+                         clip_jpegs=[[jpeg_b64(f, 85) for f in c.frames] for c in clips],
                          videos={cam: str(reader.video_path(index, cam)[0]) for cam in cameras},
                          state=table.state, action=table.action,
                          joint_names=list(reader.spec.state_names))
@@ -120,11 +121,8 @@ def t_layout(images: list[np.ndarray], width: int) -> np.ndarray:
 
 def clip_at(episode: LoadedEpisode, frame: int) -> int | None:
     """Index of the imagined clip in force at `frame`: the latest chunk started at or before it."""
-    best = None
-    for i, clip in enumerate(episode.clips):
-        if clip.start_frame_index <= frame and (best is None or clip.start_frame_index >= episode.clips[best].start_frame_index):
-            best = i
-    return best
+    started = [(clip.start_frame_index, i) for i, clip in enumerate(episode.clips) if clip.start_frame_index <= frame]
+    return max(started)[1] if started else None
 
 
 def _img(b64: str, cls: str = "", title: str = "") -> str:
@@ -143,6 +141,7 @@ def frame_html(episode: LoadedEpisode, frame: int) -> str:
                    "the first chunk starts later.") + "</div>")
     else:
         clip, imgs = episode.clips[ci], episode.clip_jpegs[ci]
+        imagined = [_img(b, "rv-small", f"imagined +{IMAGINED_FRAME_STRIDE * (k + 1)}") for k, b in enumerate(imgs)]
         real = []
         for k in range(len(imgs)):
             t = clip.start_frame_index + IMAGINED_FRAME_STRIDE * (k + 1)
@@ -151,10 +150,11 @@ def frame_html(episode: LoadedEpisode, frame: int) -> str:
         future = (f'<div class="rv-note">chunk {clip.chunk_index}: requested at frame {clip.start_frame_index}, '
                   f'{clip.latency_ms:.0f} ms to actions. Top: what the policy imagined (every '
                   f'{IMAGINED_FRAME_STRIDE}nd step); bottom: what the cameras saw at the same steps.</div>'
-                  f'<div class="rv-strip">{"".join(_img(b, "rv-small", f"imagined +{IMAGINED_FRAME_STRIDE * (k + 1)}") for k, b in enumerate(imgs))}</div>'
+                  f'<div class="rv-strip">{"".join(imagined)}</div>'
                   f'<div class="rv-strip">{"".join(real)}</div>')
     return (f'<div class="rv"><div class="rv-cams">{cams}</div><div class="rv-future">{future}</div></div>'
-            '<style>.rv-cams{display:flex;gap:8px;flex-wrap:wrap}.rv-cam{margin:0}.rv-cam img{width:320px;max-width:100%}'
+            '<style>.rv-cams{display:flex;gap:8px;flex-wrap:wrap}.rv-cam{margin:0}'
+            '.rv-cam img{width:320px;max-width:100%}'
             '.rv-cam figcaption{font-size:12px;color:#666}.rv-strip{display:flex;gap:4px;margin:4px 0}'
             '.rv-small{height:120px;width:auto;font-size:11px;color:#999}.rv-note{font-size:13px;margin-top:6px}</style>')
 

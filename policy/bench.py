@@ -50,25 +50,26 @@ def ladder(preset: str) -> list[Rung]:
 
 
 # ---- analytic FLOPs (2 x multiply-accumulates of matmuls and attention) -------------------------
-def pass_flops(cfg: WAMConfig, video: bool) -> dict[str, float]:
+def pass_flops(cfg: WAMConfig, video: bool, attention: bool = True) -> dict[str, float]:
     tok = cfg.token_counts()
     lv, la, lt = tok["condition"] + tok["future"], tok["action"], cfg.text_len
     d, a, f, da, fa = cfg.video_width, cfg.attn_dim, cfg.video_ffn, cfg.action_width, cfg.action_ffn
-    act = la * (3 * da * a + a * da + 2 * da * fa) + 2 * la * (lv + la) * a
+    act = la * (3 * da * a + a * da + 2 * da * fa) + attention * 2 * la * (lv + la) * a
     out = {"action": 2.0 * cfg.video_layers * act, "video": 0.0}
     if video:
         lin = lv * (4 * d * a + 2 * d * a + 2 * d * f)                # self q/k/v/o, cross q/o, FFN
-        att = 2 * lv * lv * a + 2 * lv * lt * a
+        att = attention * (2 * lv * lv * a + 2 * lv * lt * a)
         patch = lv * cfg.latent_channels * int(np.prod(cfg.patch)) * d
         head = tok["future"] * d * cfg.latent_channels * int(np.prod(cfg.patch))
         out["video"] = 2.0 * (cfg.video_layers * (lin + att) + patch + head)
     return out
 
 
-def chunk_flops(cfg: WAMConfig, steps: tuple[int, int]) -> float:
-    """FLOPs of the transformer for one chunk (text K/V once per chunk; codec excluded)."""
+def chunk_flops(cfg: WAMConfig, steps: tuple[int, int], attention: bool = True) -> float:
+    """FLOPs of the transformer for one chunk (text K/V once per chunk; codec excluded).
+    attention=False leaves out the softmax-attention matmuls (QK^T, AV)."""
     t_v, t_a = steps
-    joint, action = pass_flops(cfg, True), pass_flops(cfg, False)
+    joint, action = pass_flops(cfg, True, attention), pass_flops(cfg, False, attention)
     text_kv = 2.0 * (cfg.text_len * (cfg.text_dim * cfg.video_width + cfg.video_width ** 2)
                      + cfg.video_layers * cfg.text_len * 2 * cfg.video_width * cfg.attn_dim)
     return text_kv + t_v * (joint["video"] + joint["action"]) + (t_a - t_v) * action["action"]

@@ -105,7 +105,7 @@ def run_episodes(result: VariantResult, client, args, tasks: list[str], console)
     from hardware.sim.env import SimConfig, SimEnv
 
     n = args.episodes_per_task if result.name == "rt" else args.baseline_episodes_per_task or args.episodes_per_task
-    cfg = RolloutConfig(execute=args.execute, rate_limit=not args.no_rate_limit)
+    cfg = RolloutConfig(execute=args.execute, rate_limit=not args.no_rate_limit, max_steps=args.max_steps)
     videos_dir = Path(args.videos_dir) if args.videos else None
     env = SimEnv(SimConfig(task=tasks[0], width=args.camera_width, height=args.camera_height))
     try:
@@ -158,6 +158,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tasks", default="all", help="comma-separated task names, or all")
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {list(VARIANTS)}")
     p.add_argument("--execute", type=int, default=8, help="actions run from each chunk before asking again")
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="cap every episode at this many ticks (default: each task's own max_steps)")
     p.add_argument("--no-rate-limit", action="store_true", help="skip the safety layer's per-tick change cap")
     p.add_argument("--videos", type=int, default=1, help="rollout videos per task and variant (0: none)")
     p.add_argument("--videos-dir", default="eval_videos")

@@ -36,7 +36,9 @@ def _fsync_dir(path: Path) -> None:
 
 
 def tmp_name(path: Path) -> Path:
-    return path.with_name(f"{path.stem}{TMP_MARK}{path.suffix}")
+    """file-003.parquet -> file-003.parquet.partial: LeRobot globs */*.parquet, so a temp file
+    must not end in .parquet (a half-written one would break its loader after a crash)."""
+    return path.with_name(path.name + TMP_MARK)
 
 
 def commit_file(tmp: Path, path: Path) -> None:

@@ -107,7 +107,7 @@ class VideoEncoder:
     def __init__(self, path: Path, height: int, width: int, fps: int, config: VideoConfig = VideoConfig(),
                  stats: ImageStats | None = None):
         self.path = Path(path)
-        self.tmp_path = self.path.with_name(self.path.stem + ".partial.mp4")
+        self.tmp_path = self.path.with_name(self.path.name + ".partial")   # ffmpeg is told -f mp4
         self.height, self.width, self.fps, self.config = height, width, fps, config
         self.stats = stats
         self.frames_written = 0

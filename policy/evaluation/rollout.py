@@ -20,6 +20,7 @@ from policy.runner import Observation
 class RolloutConfig:
     execute: int = 8                 # actions of each chunk run before the next request
     rate_limit: bool = True          # cap the per-tick change like hardware.safety.SafeArm
+    max_steps: int | None = None     # None: the task's own limit
 
 
 @dataclass
@@ -63,7 +64,7 @@ def run_episode(env: SimEnv, client, task: str, seed: int, cfg: RolloutConfig,
     out = EpisodeOutcome(task, seed, instruction, False, 0, 0)
     safety = SafetyFilter(env.target, cfg.rate_limit)
     video = _VideoWriter(video_path, instruction) if video_path is not None else None
-    max_steps = env.task.max_steps
+    max_steps = env.task.max_steps if cfg.max_steps is None else min(cfg.max_steps, env.task.max_steps)
     try:
         while out.steps < max_steps and not out.success:
             images = env.render()

@@ -81,7 +81,8 @@ def test_start_shows_the_imagined_future_and_moves_the_arm(page):
     assert s["operator"] and s["instruction"] == "put the red block on the plate"
     # a chunk takes ~3 s on an idle 2-core CPU, much longer on a shared busy one: be patient
     page.wait_for_function("() => window.ewamFutures >= 1", timeout=180_000)
-    assert page.evaluate("() => document.querySelector('#imagined-future .future-img').src").startswith("data:image/jpeg")
+    src = page.evaluate("() => document.querySelector('#imagined-future .future-img').src")
+    assert src.startswith("data:image/jpeg")
     assert "chunk #" in page.inner_text("#imagined-future .future-info")
     deadline = time.monotonic() + 60
     while np.abs(joints(page) - start).max() < 0.02 and time.monotonic() < deadline:
@@ -89,6 +90,8 @@ def test_start_shows_the_imagined_future_and_moves_the_arm(page):
     assert np.abs(joints(page) - start).max() >= 0.02, "the arm did not move under the policy"
     s = status(page)
     assert s["chunk_count"] >= 1 and s["latency_ms"]["p50"] > 0 and s["recording"]["recording"]
+    page.click("#latency-accordion button, #latency-accordion .label-wrap")
+    page.wait_for_selector("#latency-plot canvas, #latency-plot svg", timeout=20_000)
     page.screenshot(path=str(ARTIFACTS / "console_policy.png"), full_page=True)
 
 
@@ -146,7 +149,8 @@ def test_the_review_tab_shows_recorded_episodes(page, demo):
     slider = page.locator("#review-scrub input[type='number']")
     slider.fill("15")
     slider.press("Enter")
-    page.wait_for_function("() => document.querySelector('#review-frame').innerText.includes('frame 15')", timeout=20_000)
+    page.wait_for_function("() => document.querySelector('#review-frame').innerText.includes('frame 15')",
+                           timeout=20_000)
     page.screenshot(path=str(ARTIFACTS / "console_review.png"), full_page=True)
     # the policy rollout: its imagined futures next to what the head camera saw
     page.click("#review-episode input")
@@ -217,3 +221,18 @@ def test_jog_buttons_and_gamepad_drive_the_arm(page, demo):
         assert np.abs(joints(pad_page) - after_pad).max() < 0.005, "the arm moved with the stick released"
     finally:
         pad_page.close()
+
+
+def test_reset_scene_loads_the_chosen_task(page):
+    from hardware.sim.tasks import TASKS
+    name, task = next((n, t) for n, t in sorted(TASKS.items()) if "red block" not in t.instruction)
+    page.click("text=Take control")          # the gamepad tab had it
+    page.wait_for_function("() => window.ewamStatus.operator", timeout=15_000)
+    page.click("#scene-task input")
+    page.click(f"[role='option']:has-text('{name}')")
+    page.click("#ewam-reset")
+    page.wait_for_function("(want) => { const b = document.querySelector('#instruction input, #instruction textarea');"
+                           " return b && b.value === want; }", arg=task.instruction, timeout=30_000)
+    s = wait_status(page, f"s.instruction === {task.instruction!r}", 10)
+    assert s["mode"] == "idle"
+    page.screenshot(path=str(ARTIFACTS / "console_reset.png"))

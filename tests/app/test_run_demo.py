@@ -62,8 +62,9 @@ def test_with_auth_nothing_is_served_before_login(guarded_demo):
     with httpx.Client(base_url=url, timeout=30) as anonymous:
         assert anonymous.get("/config").status_code == 401
         # the live-frame, teleop and status functions too
-        denied = anonymous.post("/gradio_api/component_server/", json={"data": ["head", -1, False], "fn_name": "next_frame",
-                                                                       "component_id": 1, "session_hash": "x"})
+        denied = anonymous.post("/gradio_api/component_server/",
+                                json={"data": ["head", -1, False], "fn_name": "next_frame", "component_id": 1,
+                                      "session_hash": "x"})
         assert denied.status_code == 401
         assert anonymous.post("/login", data={"username": "operator", "password": "wrong"}).status_code == 400
     with httpx.Client(base_url=url, timeout=30) as operator:

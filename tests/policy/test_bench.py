@@ -1,5 +1,6 @@
 import json
 
+import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -7,6 +8,15 @@ from policy.bench import chunk_flops, main
 from policy.model.config import get_preset
 from policy.model.sampler import FlowSampler
 from policy.model.wam import EfficientWAM
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: the cores are shared; oversubscribed OpenMP threads spin for seconds."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def test_analytic_flops_match_the_flop_counter():
@@ -17,8 +27,9 @@ def test_analytic_flops_match_the_flop_counter():
         text, state = torch.randn(1, cfg.text_len, cfg.text_dim), torch.zeros(1, cfg.action_dim)
         with FlopCounterMode(display=False) as counter:
             FlowSampler(model, steps).sample(cond, text, state)
-        measured = counter.get_total_flops()
-        assert abs(chunk_flops(cfg, steps) / measured - 1) < 0.02, (name, chunk_flops(cfg, steps), measured)
+        measured = counter.get_total_flops()     # the CPU SDPA kernel is not counted by torch
+        assert abs(chunk_flops(cfg, steps, attention=False) / measured - 1) < 0.01, (name, measured)
+        assert 0 < chunk_flops(cfg, steps) - chunk_flops(cfg, steps, attention=False) < 0.2 * measured
 
 
 def test_paper_1b_chunk_is_about_the_papers_tflop():
@@ -29,7 +40,7 @@ def test_paper_1b_chunk_is_about_the_papers_tflop():
 
 
 def test_cli_prints_table_then_json(capsys):
-    res = main(["--chunks", "1", "--warmup", "0", "--threads", "2"])
+    res = main(["--chunks", "1", "--warmup", "0", "--threads", "1"])
     lines = capsys.readouterr().out.strip().splitlines()
     last = json.loads(lines[-1])
     assert {"rt_ms", "ladder_ratio", "rungs", "paper_1b_tflop_per_chunk"} <= set(last)

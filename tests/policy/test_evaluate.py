@@ -35,7 +35,8 @@ def test_evaluate_runs_variants_on_the_same_seeds(random_checkpoint, tmp_path, c
     from policy.evaluate import EVAL_SEED_BASE, main
     videos = tmp_path / "videos"
     summary = main(["--checkpoint", str(random_checkpoint), "--episodes-per-task", "1",
-                    "--tasks", "put_red_on_plate", "--variants", "rt,video_free", "--execute", "16",
+                    "--tasks", "put_red_on_plate", "--variants", "rt,video_free", "--execute", "8",
+                    "--max-steps", "20",
                     "--videos", "1", "--videos-dir", str(videos)])
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert json.loads(last) == summary

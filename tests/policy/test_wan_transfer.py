@@ -7,6 +7,16 @@ from policy.model.config import get_preset
 from policy.model.video_expert import VideoExpert
 from policy.wan_transfer import STUDENT_LAYERS, make_plan, paper_plan, slice_state, to_official
 
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: the cores are shared; oversubscribed OpenMP threads spin for seconds."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # Wan2.2-TI2V structure at reduced size: 5 blocks, 6 heads x 16, FFN 128, 8 latent channels.
 TEACHER = get_preset("sim-tiny").replace(
     name="wan-teacher-small", video_layers=5, video_width=96, num_heads=6, head_dim=16, video_ffn=128,

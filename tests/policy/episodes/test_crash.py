@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 
 from policy.episodes import DatasetReader, DatasetWriter
 
@@ -46,6 +47,9 @@ def _start(root: Path, saved: int) -> subprocess.Popen:
 
 
 def _check_consistent(root: Path, at_least: int) -> DatasetReader:
+    # LeRobot's loader reads every data/*/*.parquet and meta/episodes/*/*.parquet: all must be whole
+    for path in [*root.glob("data/*/*.parquet"), *root.glob("meta/episodes/*/*.parquet")]:
+        pq.read_table(path)
     r = DatasetReader(root)
     assert r.num_episodes >= at_least
     for e in r.episodes:   # every visible episode is whole: table, every camera's video

@@ -90,7 +90,7 @@ def test_failed_commit_keeps_earlier_episodes(tmp_path, spec):
     w = DatasetWriter(root, spec)
     record_episode(w, 8)
     w.wait()
-    (root / "data/chunk-000/file-001.partial.parquet").mkdir()
+    (root / "data/chunk-000/file-001.parquet.partial").mkdir()
     record_episode(w, 8)
     with pytest.raises(DatasetWriteError, match="saving episode 1") as err:
         w.wait()
@@ -101,7 +101,7 @@ def test_failed_commit_keeps_earlier_episodes(tmp_path, spec):
     r = DatasetReader(root)
     assert r.num_episodes == 1 and r.info["total_frames"] == 8
     assert not (root / "videos/observation.images.head/chunk-000/file-001.mp4").exists()
-    (root / "data/chunk-000/file-001.partial.parquet").rmdir()
+    (root / "data/chunk-000/file-001.parquet.partial").rmdir()
     with DatasetWriter(root, spec) as w2:
         assert record_episode(w2, 5) == 1
     assert [e.length for e in DatasetReader(root).episodes] == [8, 5]

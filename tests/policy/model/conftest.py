@@ -5,6 +5,16 @@ from policy.model.config import get_preset
 from policy.model.wam import EfficientWAM
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: the 2 cores are shared with other jobs, and spinning OpenMP threads
+    under oversubscription turn milliseconds into seconds."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def tiny_model():
     """sim-tiny with non-zero output heads, so velocities (and any mismatch) are visible."""
