@@ -51,6 +51,9 @@ def parse_args(argv: list[str] | None = None) -> StackConfig:
     p.add_argument("--policy-arg", action="append", default=[], metavar="ARG",
                    help="extra flag for the child policy server, repeatable (e.g. --policy-arg=--runner "
                         "--policy-arg=testing); replaces the checkpoint choice")
+    p.add_argument("--policy-nice", type=int, default=0,
+                   help="niceness of the child policy server: >0 lets the cameras and the control loop come first "
+                        "on a CPU-only machine, at the cost of policy latency (default 0)")
     p.add_argument("--policy-timeout", type=float, default=30.0,
                    help="seconds to wait for one action chunk before retrying (default 30)")
     p.add_argument("--dataset", default="data/demos", help="where episodes are recorded (default data/demos)")
@@ -77,7 +80,7 @@ def parse_args(argv: list[str] | None = None) -> StackConfig:
         p.error(f"--policy {args.policy!r} must look like tcp://HOST:PORT")
     return StackConfig(robot=args.robot, rig=args.rig, policy=args.policy, policy_port=args.policy_port,
                        checkpoint=args.checkpoint, policy_args=args.policy_arg,
-                       policy_timeout_s=args.policy_timeout,
+                       policy_timeout_s=args.policy_timeout, policy_nice=args.policy_nice,
                        dataset=None if args.no_record else args.dataset, host=args.host, port=args.port,
                        auth=auth, task=args.task, seed=args.seed, camera_fps=args.camera_fps,
                        open_browser=not args.no_browser)

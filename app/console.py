@@ -131,9 +131,15 @@ class Console:
         if not text:
             raise gr.Error("Type an instruction first (what should the robot do?), then press START.")
         self._call("setting the instruction", self.controller.set_instruction, text)
-        if record and self.recorder is not None and self.recorder.kind is None:
+        recording = record and self.recorder is not None and self.recorder.kind is None
+        if recording:          # before the policy moves, so the rollout's first frame is the start
             self._call("starting the rollout recording", self.recorder.start, text, "policy")
-        self._call("starting the policy", self.controller.start_policy)
+        try:
+            self._call("starting the policy", self.controller.start_policy)
+        except gr.Error:
+            if recording:
+                self.recorder.discard()
+            raise
 
     def pause(self, request: gr.Request = None) -> None:
         self._require(request)
@@ -204,8 +210,9 @@ class Console:
             mode = self.status_view.mode()
             if mode == "policy":
                 return {"error": "the policy is driving: press PAUSE (or STOP) before jogging"}
-            if not np.any(velocity):
-                self.controller.teleop_command(joint_velocity=velocity)
+            if not np.any(velocity):       # released: stop now rather than when the command expires
+                if mode == "teleop":
+                    self.controller.teleop_command(joint_velocity=velocity)
                 return {"error": None}
             if mode != "teleop":
                 self.controller.start_teleop()

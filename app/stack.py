@@ -9,6 +9,7 @@ died and why, so the caller can shut everything down with that message.
 from __future__ import annotations
 
 import ctypes
+import os
 import logging
 import selectors
 import signal
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +40,7 @@ class StackConfig:
     checkpoint: str | None = None            # default: assets/checkpoints/sim-tiny
     policy_args: list[str] = field(default_factory=list)   # extra flags for the child server
     policy_ready_s: float = 600.0            # model loading on a busy CPU can take minutes
+    policy_nice: int = 0                     # >0: the child model yields CPU to cameras and control loop
     policy_timeout_s: float = 30.0           # per request; a CPU-only sim-tiny can take seconds per chunk
     dataset: str | None = "data/demos"       # None: recording off
     host: str = "127.0.0.1"
@@ -51,27 +54,33 @@ class StackConfig:
     open_browser: bool = True
 
 
-def _die_with_parent() -> None:
-    """Child-side: get SIGTERM if run_demo dies without cleaning up (Linux; elsewhere a no-op)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)    # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+def _child_setup(nice: int) -> Callable[[], None]:
+    def setup() -> None:
+        """In the child: get SIGTERM if run_demo dies without cleaning up (Linux), and yield the
+        CPU to the cameras and the control loop when they share a machine with the model."""
+        try:
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(1, signal.SIGTERM)    # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+        if nice:
+            os.nice(nice)
+    return setup
 
 
 class PolicyProcess:
     """`python -m policy.server ...` as a child; waits for its ready line."""
 
-    def __init__(self, args: list[str]):
+    def __init__(self, args: list[str], nice: int = 0):
         self.args = args
+        self.nice = nice
         self.proc: subprocess.Popen | None = None
         self.address: str | None = None
 
     def start(self, ready_timeout_s: float, should_stop: threading.Event) -> str:
         from policy.server import READY_LINE
         self.proc = subprocess.Popen([sys.executable, "-m", "policy.server", *self.args], cwd=REPO,
-                                     stdout=subprocess.PIPE, text=True, preexec_fn=_die_with_parent)
+                                     stdout=subprocess.PIPE, text=True, preexec_fn=_child_setup(self.nice))
         deadline = time.monotonic() + ready_timeout_s
         with selectors.DefaultSelector() as selector:
             selector.register(self.proc.stdout, selectors.EVENT_READ)
@@ -150,7 +159,7 @@ class DemoStack:
         from policy.client import PolicyClient
 
         if cfg.policy is None:
-            self.policy_process = PolicyProcess(self.policy_server_args())
+            self.policy_process = PolicyProcess(self.policy_server_args(), nice=cfg.policy_nice)
             log.info("starting the policy server: python -m policy.server %s", " ".join(self.policy_process.args))
             address = self.policy_process.start(cfg.policy_ready_s, self._stopping)
         else:
@@ -165,7 +174,7 @@ class DemoStack:
 
     def _handshake(self, address: str):
         from policy.client import PolicyClientError
-        deadline = time.monotonic() + (30.0 if self.policy_process else 15.0)
+        deadline = time.monotonic() + (30.0 if self.policy_process else 10.0)
         while True:
             try:
                 return self.client.hello()

@@ -1,6 +1,6 @@
 """The paper's latency ladder, measured in one process on the current device.
 
-  python -m policy.bench --preset sim-tiny [--chunks 20] [--warmup 3] [--threads 2] [--device cpu]
+  python -m policy.bench --preset sim-tiny [--chunks 20] [--warmup 3] [--threads 1] [--device cpu]
 
 Rungs: teacher dense [10,10] -> compact dense [10,10] -> + low-res future -> + [2,10] (RT).
 Each rung is the median over `--chunks` policy calls after warm-up: T-layout composition,
@@ -18,15 +18,19 @@ import sys
 import time
 from dataclasses import dataclass
 
-import numpy as np
-import torch
+# Cores here are shared: spinning OpenMP workers that lose their core turn a 20 ms pass into
+# seconds. Passive waiting costs little when the machine is quiet. Must precede OpenMP's start.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from policy.model.codec import LatentCodec, TinyCodec
-from policy.model.config import WAMConfig, get_preset
-from policy.model.text import CachedText, TextEncoder
-from policy.model.wam import EfficientWAM
-from policy.runner import Observation
-from policy.wam_runner import NormStats, WAMRunner
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from policy.model.codec import LatentCodec, TinyCodec  # noqa: E402
+from policy.model.config import WAMConfig, get_preset  # noqa: E402
+from policy.model.text import CachedText, TextEncoder  # noqa: E402
+from policy.model.wam import EfficientWAM  # noqa: E402
+from policy.runner import Observation  # noqa: E402
+from policy.wam_runner import NormStats, WAMRunner  # noqa: E402
 
 # Wan2.2-TI2V-5B VAE (diffusers config of Wan-AI/Wan2.2-TI2V-5B-Diffusers/vae), for GPU timing
 WAN22_VAE = dict(base_dim=160, decoder_base_dim=256, z_dim=48, dim_mult=[1, 2, 4, 4], num_res_blocks=2,
@@ -55,13 +59,17 @@ def pass_flops(cfg: WAMConfig, video: bool, attention: bool = True) -> dict[str,
     lv, la, lt = tok["condition"] + tok["future"], tok["action"], cfg.text_len
     d, a, f, da, fa = cfg.video_width, cfg.attn_dim, cfg.video_ffn, cfg.action_width, cfg.action_ffn
     act = la * (3 * da * a + a * da + 2 * da * fa) + attention * 2 * la * (lv + la) * a
-    out = {"action": 2.0 * cfg.video_layers * act, "video": 0.0}
+    h, ad, fq = cfg.horizon, cfg.action_dim, cfg.freq_dim
+    # embeddings: state + action MLPs, timestep MLP + adaLN projection, output head
+    emb = (h + 1) * (ad * da + 2 * da * da) + (fq * da + da * da + 6 * da * da) + h * da * ad
+    out = {"action": 2.0 * (cfg.video_layers * act + emb), "video": 0.0}
     if video:
         lin = lv * (4 * d * a + 2 * d * a + 2 * d * f)                # self q/k/v/o, cross q/o, FFN
         att = attention * (2 * lv * lv * a + 2 * lv * lt * a)
         patch = lv * cfg.latent_channels * int(np.prod(cfg.patch)) * d
         head = tok["future"] * d * cfg.latent_channels * int(np.prod(cfg.patch))
-        out["video"] = 2.0 * (cfg.video_layers * (lin + att) + patch + head)
+        time = 2 * (fq * d + d * d + 6 * d * d)                      # condition (t=0) + future
+        out["video"] = 2.0 * (cfg.video_layers * (lin + att) + patch + head + time)
     return out
 
 
@@ -160,7 +168,7 @@ def print_table(res: dict) -> None:
                   f"{r['median_ms']:.1f}", f"{r['p90_ms']:.1f}", f"{teacher / r['median_ms']:.1f}x",
                   "" if prev is None else f"{prev / r['median_ms']:.2f}x")
         prev = r["median_ms"]
-    c = Console()
+    c = Console(width=140)
     c.print(t)
     paper = ", ".join(f"{k}: {v:.3f}" for k, v in res["paper_1b_tflop_by_rung"].items())
     c.print(f"paper-1b analytic TFLOP per chunk (transformer, codec excluded): {paper}")
@@ -172,7 +180,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--chunks", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    # 1 thread: the small per-step ops do not split well, and on the shared 2-core machine two
+    # OpenMP threads measured 2-4x slower (RT 336 ms vs 86 ms at load ~6)
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     ap.add_argument("--compile", action="store_true", help="torch.compile the action-only step")
     a = ap.parse_args(argv)
     if a.chunks < 1 or a.warmup < 0:

@@ -124,7 +124,7 @@ def run_episodes(result: VariantResult, client, args, tasks: list[str], console)
         env.close()
 
 
-def print_table(results: list[VariantResult], tasks: list[str], console) -> None:
+def print_table(summary: dict[str, dict], tasks: list[str], console) -> None:
     from rich.table import Table
 
     table = Table(title="closed-loop success (held-out seeds)")
@@ -134,17 +134,47 @@ def print_table(results: list[VariantResult], tasks: list[str], console) -> None
         table.add_column(t, justify="right")
     for col in ("mean", "mean steps", "chunk ms p50", "server ms p50"):
         table.add_column(col, justify="right")
-    for r in results:
-        s = r.summary()
+    for name, s in summary.items():
         if "error" in s:
-            table.add_row(r.name, str(list(r.steps)), *["-"] * len(tasks), "error", "", "", "")
+            table.add_row(name, str(s["steps"]), *["-"] * len(tasks), "error", "", "", "")
             continue
         steps = np.mean(list(s["mean_steps"].values()))
-        table.add_row(r.name, str(s["steps"]),
+        table.add_row(name, str(s["steps"]),
                       *[f"{s['success'][t]:.0%} ({s['episodes_per_task'][t]})" for t in tasks],
                       f"{s['mean_success']:.1%}", f"{steps:.0f}", f"{s['chunk_ms_p50']:.0f}",
                       f"{s['server_ms_p50']:.0f}")
     console.print(table)
+
+
+def run_in_children(argv: list[str], names: list[str], jobs: int, console) -> dict[str, dict]:
+    """One `python -m policy.evaluate --variants NAME` child per variant, `jobs` at a time; each
+    writes its summary as JSON (no pickle between processes)."""
+    import subprocess
+    import tempfile
+
+    summary: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        pending, running = list(names), {}
+        while pending or running:
+            while pending and len(running) < jobs:
+                name = pending.pop(0)
+                out = Path(tmp) / f"{name}.json"
+                cmd = [sys.executable, "-m", "policy.evaluate", *argv, "--variants", name, "--jobs", "1",
+                       "--json-out", str(out)]
+                running[name] = (subprocess.Popen(cmd, stdout=subprocess.DEVNULL), out, time.perf_counter())
+            time.sleep(0.5)
+            for name, (proc, out, start) in list(running.items()):
+                if proc.poll() is None:
+                    continue
+                del running[name]
+                if out.exists():
+                    summary[name] = json.loads(out.read_text())[name]
+                else:
+                    summary[name] = {"error": f"evaluation child exited with code {proc.returncode}",
+                                     "steps": list(VARIANTS[name])}
+                console.print(f"{name}: {summary[name].get('mean_success', summary[name].get('error'))} "
+                              f"in {time.perf_counter() - start:.0f} s")
+    return {n: summary[n] for n in names}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -172,6 +202,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--server-timeout", type=float, default=300.0)
     p.add_argument("--infer-timeout", type=float, default=60.0)
     p.add_argument("--json-out", help="also write the JSON summary to this file")
+    p.add_argument("--jobs", type=int, default=1, help="variants evaluated in parallel (child processes)")
     return p.parse_args(argv)
 
 
@@ -195,19 +226,38 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(f"unknown variant(s) {bad}; choose from {list(VARIANTS)}")
     if args.execute < 1:
         raise SystemExit(f"--execute must be >= 1, got {args.execute}")
-    results = []
-    for name in names:
-        start = time.perf_counter()
-        results.append(run_variant(name, VARIANTS[name], args, tasks, console))
-        s = results[-1].summary()
-        console.print(f"{name}: {s.get('mean_success', s.get('error'))} in {time.perf_counter() - start:.0f} s")
-    print_table(results, tasks, console)
-    summary = {r.name: r.summary() for r in results}
+    if args.jobs > 1 and len(names) > 1:
+        argv = list(sys.argv[1:] if argv is None else argv)
+        summary = run_in_children(_without(argv, ("--variants", "--jobs", "--json-out")), names, args.jobs, console)
+    else:
+        summary = {}
+        for name in names:
+            start = time.perf_counter()
+            summary[name] = run_variant(name, VARIANTS[name], args, tasks, console).summary()
+            s = summary[name]
+            console.print(f"{name}: {s.get('mean_success', s.get('error'))} in {time.perf_counter() - start:.0f} s")
+    print_table(summary, tasks, console)
     line = json.dumps(summary)
     if args.json_out:
         Path(args.json_out).write_text(line + "\n")
     print(line, flush=True)
     return summary
+
+
+def _without(argv: list[str], flags: tuple[str, ...]) -> list[str]:
+    """argv minus the given flags and their values (both --flag V and --flag=V forms)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a in flags:
+            skip = True
+            continue
+        if any(a.startswith(f + "=") for f in flags):
+            continue
+        out.append(a)
+    return out
 
 
 if __name__ == "__main__":

@@ -15,7 +15,13 @@ import numpy as np
 import torch
 
 from policy.checkpoint import load_checkpoint, split_state
-from policy.model.codec import LatentCodec, TinyCodec, build_codec, frames_to_tensor, tensor_to_frames
+from policy.model.codec import (
+    LatentCodec,
+    TinyCodec,
+    build_codec,
+    frames_to_tensor,
+    tensor_to_frames,
+)
 from policy.model.config import WAMConfig, get_preset
 from policy.model.observation import compose_t_layout
 from policy.model.sampler import FlowSampler
@@ -35,12 +41,12 @@ class NormStats:
     action_std: np.ndarray
 
     @classmethod
-    def identity(cls, dim: int) -> "NormStats":
+    def identity(cls, dim: int) -> NormStats:
         z, o = np.zeros(dim, np.float32), np.ones(dim, np.float32)
         return cls(z, o, z.copy(), o.copy())
 
     @classmethod
-    def from_dict(cls, d: dict, dim: int) -> "NormStats":
+    def from_dict(cls, d: dict, dim: int) -> NormStats:
         def arr(part, key, default):
             v = np.asarray(d.get(part, {}).get(key, default), np.float32)
             if v.shape != (dim,):
@@ -62,7 +68,8 @@ class WAMRunner(PolicyRunner):
         self.model, self.codec, self.text, self.norm = model, codec, text, norm
         self.cfg: WAMConfig = model.cfg
         self.device = torch.device(device)
-        self.sampler = FlowSampler(model, tuple(steps), self.cfg.shift, compile_action_step=compile_action_step)
+        self.sampler = FlowSampler(model, tuple(steps), self.cfg.shift,
+                                   compile_action_step=compile_action_step)
         self.generator = torch.Generator(self.device).manual_seed(seed)
         self.keep_previews = keep_previews
         self._futures: OrderedDict[int, tuple[np.ndarray, torch.Tensor]] = OrderedDict()
@@ -74,7 +81,12 @@ class WAMRunner(PolicyRunner):
             camera_names=list(self.cfg.cameras),
             image_sizes=image_sizes or {c: list(DEFAULT_CAMERA_SIZE) for c in self.cfg.cameras},
             control_hz=self.cfg.control_hz, scene_prefix=self.cfg.scene_prefix,
-            future_frames=self.cfg.future_frames, preview_size=[fh, fw], steps=list(steps))
+            future_frames=self.cfg.future_frames if steps[0] > 0 else 0, preview_size=[fh, fw],
+            steps=list(steps))
+
+    @property
+    def imagines_future(self) -> bool:
+        return self.sampler.steps[0] > 0
 
     @property
     def metadata(self) -> PolicyMetadata:
@@ -88,7 +100,7 @@ class WAMRunner(PolicyRunner):
         if not np.isfinite(state).all():
             raise ValueError("state contains NaN/inf: check the arm readout")
         if not isinstance(obs.instruction, str):
-            raise ValueError(f"instruction must be a string, got {type(obs.instruction).__name__}")
+            raise TypeError(f"instruction must be a string, got {type(obs.instruction).__name__}")
         return state
 
     @torch.no_grad()
@@ -107,15 +119,17 @@ class WAMRunner(PolicyRunner):
             t3 = time.perf_counter()
             chunk_id = self._next_id
             self._next_id += 1
-            self._futures[chunk_id] = (image, res.future.detach())
+            if self.imagines_future:
+                self._futures[chunk_id] = (image, res.future.detach())
             while len(self._futures) > self.keep_previews:
                 self._futures.popitem(last=False)
-        ms = lambda a, b: (b - a) * 1000.0  # noqa: E731
         return ActionChunk(actions.astype(np.float32), chunk_id,
-                           {"inference": ms(t0, t3), "text": ms(t1, t2), "sample": ms(t2, t3)})
+                           {"inference": _ms(t0, t3), "text": _ms(t1, t2), "sample": _ms(t2, t3)})
 
     @torch.no_grad()
     def preview(self, chunk_id: int) -> np.ndarray:
+        if not self.imagines_future:
+            raise KeyError("this runner samples video-free ([0, T_a] steps): it imagines no future")
         with self._lock:
             if chunk_id not in self._futures:
                 raise KeyError(f"chunk {chunk_id} is unknown or older than the last "
@@ -128,6 +142,10 @@ class WAMRunner(PolicyRunner):
         return tensor_to_frames(frames[0])
 
 
+def _ms(start: float, end: float) -> float:
+    return (end - start) * 1000.0
+
+
 def _resize(image: np.ndarray, h: int, w: int) -> np.ndarray:
     import cv2
     return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
@@ -135,8 +153,15 @@ def _resize(image: np.ndarray, h: int, w: int) -> np.ndarray:
 
 def load_runner(checkpoint: str | None = None, preset: str = "sim-tiny", device: str = "cpu",
                 steps: tuple[int, int] = (2, 10), seed: int = 0, text_dir: str | None = None,
-                vae_dir: str | None = None, compile_action_step: bool = False) -> WAMRunner:
-    """A ready runner. checkpoint=None -> random weights, identity normalisation (for tests)."""
+                vae_dir: str | None = None, compile_action_step: bool = False,
+                threads: int | None = None) -> WAMRunner:
+    """A ready runner. checkpoint=None -> random weights, identity normalisation (for tests).
+
+    threads: torch intra-op threads for this process (None: leave as is). sim-tiny on CPU is
+    bound by per-op overhead, and on shared cores extra OpenMP threads make it much slower:
+    1 is the measured best on the 2-core machine (policy/bench.py)."""
+    if threads is not None:
+        torch.set_num_threads(threads)
     state, meta = ({}, {}) if checkpoint is None else load_checkpoint(checkpoint)
     cfg = WAMConfig.from_dict(meta["wam_config"]) if "wam_config" in meta else get_preset(preset)
     preset = meta.get("preset", cfg.name if checkpoint else preset)

@@ -154,7 +154,8 @@ def main() -> None:
     from policy.model.config import get_preset
     from policy.model.wam import EfficientWAM
     ap = argparse.ArgumentParser(description=main.__doc__)
-    ap.add_argument("teacher", nargs="+", help="Wan2.2-TI2V-5B safetensors shard(s), official or diffusers names")
+    ap.add_argument("teacher", nargs="+",
+                    help="Wan2.2-TI2V-5B safetensors shard(s), official or diffusers names")
     ap.add_argument("out")
     a = ap.parse_args()
     teacher = {}

@@ -12,8 +12,17 @@ import torch
 import torch.nn as nn
 
 from policy.model.config import WAMConfig
-from policy.model.layers import (FP32LayerNorm, ffn, mlp3, modulate, scale_offset, sincos_1d,
-                                 sinusoid, time_mlp, time_projection)
+from policy.model.layers import (
+    FP32LayerNorm,
+    ffn,
+    mlp3,
+    modulate,
+    scale_offset,
+    sincos_1d,
+    sinusoid,
+    time_mlp,
+    time_projection,
+)
 from policy.model.video_expert import SelfAttention
 
 

@@ -48,7 +48,8 @@ class LatentCodec(abc.ABC):
                              f"{tuple(frames.shape)}: prepend the current frame to groups of "
                              f"{self.temporal_factor}")
         if frames.shape[3] % self.spatial_factor or frames.shape[4] % self.spatial_factor:
-            raise ValueError(f"frame size {tuple(frames.shape[3:])} must be divisible by {self.spatial_factor}")
+            raise ValueError(f"frame size {tuple(frames.shape[3:])} must be divisible by "
+                             f"{self.spatial_factor}")
 
 
 def frames_to_tensor(frames: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -96,11 +97,13 @@ class TinyCodec(nn.Module, LatentCodec):
         n = int(np.log2(spatial_factor))
         if 2 ** n != spatial_factor:
             raise ValueError(f"spatial_factor must be a power of 2, got {spatial_factor}")
-        self.latent_channels, self.spatial_factor, self.temporal_factor = latent_channels, spatial_factor, temporal_factor
+        self.latent_channels, self.spatial_factor = latent_channels, spatial_factor
+        self.temporal_factor = temporal_factor
         widths = [min(width * 2 ** i, 4 * width) for i in range(n)]
         g = 3 * temporal_factor
         self.enc_first, self.enc_group = _down(3, widths, latent_channels), _down(g, widths, latent_channels)
-        self.dec_first, self.dec_group = _up(latent_channels, widths[::-1], 3), _up(latent_channels, widths[::-1], g)
+        self.dec_first = _up(latent_channels, widths[::-1], 3)
+        self.dec_group = _up(latent_channels, widths[::-1], g)
         self.register_buffer("latents_mean", torch.zeros(latent_channels))
         self.register_buffer("latents_std", torch.ones(latent_channels))
 
@@ -160,7 +163,7 @@ class Wan22Codec(LatentCodec):
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str = "cpu",
-                        dtype: torch.dtype = torch.float32) -> "Wan22Codec":
+                        dtype: torch.dtype = torch.float32) -> Wan22Codec:
         from diffusers import AutoencoderKLWan
         d = Path(directory)
         if not (d / "config.json").exists():

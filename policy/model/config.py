@@ -23,10 +23,10 @@ class WAMConfig:
     name: str = "sim-tiny"
     # video expert (Wan-style blocks)
     video_layers: int = 4
-    video_width: int = 256
-    video_ffn: int = 1024
+    video_width: int = 128
+    video_ffn: int = 512
     num_heads: int = 4                # shared attention space: num_heads x head_dim
-    head_dim: int = 64
+    head_dim: int = 32
     # action expert (one block per video block)
     action_width: int = 128
     action_ffn: int = 512
@@ -114,14 +114,14 @@ class WAMConfig:
         return {"condition": c[0] * c[1] * c[2], "future": f[0] * f[1] * f[2],
                 "action": self.num_action_tokens}
 
-    def replace(self, **changes) -> "WAMConfig":
+    def replace(self, **changes) -> WAMConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "WAMConfig":
+    def from_dict(cls, d: dict) -> WAMConfig:
         known = {f.name: f for f in dataclasses.fields(cls)}
         unknown = set(d) - set(known)
         if unknown:
@@ -136,14 +136,15 @@ def _dense(c: WAMConfig) -> WAMConfig:
 
 
 # sim-tiny: sized for two shared CPU cores. Per-op overhead dominates the action-only steps, so
-# depth costs more than width: 4 layers x 256 (4 heads x 64), action expert 128 wide, ~6M params;
-# RT [2,10] is ~1.7 GFLOP per chunk (policy/bench.py prints measured numbers).
+# depth costs more than width: 4 layers x 128 (4 heads x 32), action expert 128 wide, ~2M params;
+# RT [2,10] is ~0.5 GFLOP per chunk (policy/bench.py prints measured numbers).
 SIM_TINY = WAMConfig()
-# Teacher: video expert ~6x larger (paper: 5.0B / 0.85B) (deeper, wider, more heads), dense; the action expert keeps
-# its width but follows the teacher's depth and head space (same design as the paper's 5B baseline).
+# Teacher, dense: the paper's proportions (Wan 5B vs compact: 2.5x deeper, ~6x the video params).
+# The action expert keeps its width but follows the teacher's depth and head space, as in the
+# paper's "full Wan 5B in the same design" baseline.
 SIM_TINY_TEACHER = SIM_TINY.replace(
-    name="sim-tiny-teacher", video_layers=8, video_width=448, video_ffn=1792, num_heads=7,
-    head_dim=64, future_downsample=1, steps=(10, 10))
+    name="sim-tiny-teacher", video_layers=10, video_width=224, video_ffn=896, num_heads=7,
+    future_downsample=1, steps=(10, 10))
 
 PAPER_1B = WAMConfig(
     name="paper-1b", video_layers=12, video_width=2048, video_ffn=8192, num_heads=16, head_dim=128,

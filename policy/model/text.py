@@ -81,7 +81,8 @@ class UMT5Encoder(HFTextEncoder):
             raise FileNotFoundError(f"{d}/config.json not found: point text_dir at a local umT5 encoder "
                                     "directory (config.json, weights, tokenizer)")
         model = UMT5EncoderModel.from_pretrained(str(d), local_files_only=True, torch_dtype=dtype)
-        super().__init__(model, AutoTokenizer.from_pretrained(str(d), local_files_only=True), max_tokens, device)
+        tokenizer = AutoTokenizer.from_pretrained(str(d), local_files_only=True)
+        super().__init__(model, tokenizer, max_tokens, device)
 
 
 class CachedText:

@@ -12,8 +12,19 @@ import torch
 import torch.nn as nn
 
 from policy.model.config import WAMConfig
-from policy.model.layers import (FP32LayerNorm, RMSNorm, apply_rope, attention, ffn, modulate,
-                                 rope_3d, scale_offset, sinusoid, time_mlp, time_projection)
+from policy.model.layers import (
+    FP32LayerNorm,
+    RMSNorm,
+    apply_rope,
+    attention,
+    ffn,
+    modulate,
+    rope_3d,
+    scale_offset,
+    sinusoid,
+    time_mlp,
+    time_projection,
+)
 
 
 class SelfAttention(nn.Module):
@@ -145,7 +156,7 @@ class VideoExpert(nn.Module):
         return [blk.cross_attn.text_kv(ctx) for blk in self.blocks]
 
     def forward(self, latents: torch.Tensor, t: torch.Tensor, text: torch.Tensor,
-                return_hidden: tuple[int, ...] = ()) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+                return_hidden: tuple[int, ...] = ()):
         """Video-only Wan forward over one latent grid (teacher / distillation / transfer checks).
 
         latents (B, C, T, h, w), t (B,) in [0, 1], text (B, L, text_dim) -> velocity like latents;

@@ -99,7 +99,7 @@ class EfficientWAM(nn.Module):
         plan = self.plan_action_steps(state, t_action[None])
         return self.action_step(cache, actions, plan.fixed, plan.temb[0], plan.mods[0])
 
-    def plan_action_steps(self, state: torch.Tensor, times: torch.Tensor) -> "ActionPlan":
+    def plan_action_steps(self, state: torch.Tensor, times: torch.Tensor) -> ActionPlan:
         """Per-chunk constants of the action-only steps, computed once: the embedded state and
         register tokens and, for every step time (S, B), the head and per-layer adaLN inputs."""
         s, b = times.shape

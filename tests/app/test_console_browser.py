@@ -208,17 +208,17 @@ def test_jog_buttons_and_gamepad_drive_the_arm(page, demo):
         pad_page.mouse.down()
         time.sleep(1.5)
         pad_page.mouse.up()
-        time.sleep(1.0)
+        time.sleep(1.5)
         after_button = joints(pad_page)
         assert after_button[7] - start[7] > 0.2, "holding the on-screen jog button did not move the joint"
         pad_page.evaluate("() => { window.__pad.axes[0] = -1.0; }")         # left stick left: left waist -
         time.sleep(1.5)
         pad_page.evaluate("() => { window.__pad.axes[0] = 0.0; }")
-        time.sleep(1.0)
+        time.sleep(1.5)                              # hold, then settle (slower on a busy machine)
         after_pad = joints(pad_page)
         assert after_button[0] - after_pad[0] > 0.2, "the gamepad stick did not move the joint"
         time.sleep(1.0)
-        assert np.abs(joints(pad_page) - after_pad).max() < 0.005, "the arm moved with the stick released"
+        assert np.abs(joints(pad_page) - after_pad).max() < 0.01, "the arm moved with the stick released"
     finally:
         pad_page.close()
 

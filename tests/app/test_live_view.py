@@ -56,3 +56,29 @@ def test_depth_colouring_keeps_missing_readings_black():
 def test_encode_rejects_non_rgb_input():
     with pytest.raises(ValueError, match="HxWx3 uint8"):
         encode_jpeg(np.zeros((4, 4), np.uint8))
+
+
+def test_the_depth_view_of_a_realsense_stream(tmp_path):
+    """A real librealsense pipeline playing a synthetic colour+depth recording (see tests/hardware)."""
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location(
+        "realsense_recordings", Path(__file__).resolve().parents[1] / "hardware" / "test_realsense.py")
+    recordings = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recordings)
+    from hardware.realsense import RealSenseCamera
+    path = str(tmp_path / "synthetic.db3")
+    recordings.write_recording(path)
+    camera = RealSenseCamera(recordings._config(path, options={"loop": True}))
+    camera.connect()
+    try:
+        feeds = LiveFeeds({"head": camera})
+        assert feeds.has_depth("head")
+        rgb = feeds.next_frame("head")
+        depth = feeds.next_frame("head", after_seq=rgb["seq"], depth=True)
+        assert rgb["view"] == "rgb" and depth["view"] == "depth" and depth["error"] is None
+        shown = decode(depth["jpeg"])
+        assert shown.shape == (recordings.COLOR_H, recordings.COLOR_W, 3)
+        assert shown.std() > 5          # a colour-mapped depth image, not a blank frame
+    finally:
+        camera.disconnect()

@@ -29,7 +29,7 @@ def test_analytic_flops_match_the_flop_counter():
             FlowSampler(model, steps).sample(cond, text, state)
         measured = counter.get_total_flops()     # the CPU SDPA kernel is not counted by torch
         assert abs(chunk_flops(cfg, steps, attention=False) / measured - 1) < 0.01, (name, measured)
-        assert 0 < chunk_flops(cfg, steps) - chunk_flops(cfg, steps, attention=False) < 0.2 * measured
+        assert 0 < chunk_flops(cfg, steps) - chunk_flops(cfg, steps, attention=False) < 0.5 * measured
 
 
 def test_paper_1b_chunk_is_about_the_papers_tflop():

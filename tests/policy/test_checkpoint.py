@@ -3,7 +3,13 @@ import json
 import pytest
 import torch
 
-from policy.checkpoint import FORMAT_VERSION, load_checkpoint, prefixed, save_checkpoint, split_state
+from policy.checkpoint import (
+    FORMAT_VERSION,
+    load_checkpoint,
+    prefixed,
+    save_checkpoint,
+    split_state,
+)
 
 
 def test_roundtrip_weights_and_config(tmp_path):

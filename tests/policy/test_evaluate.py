@@ -36,7 +36,7 @@ def test_evaluate_runs_variants_on_the_same_seeds(random_checkpoint, tmp_path, c
     videos = tmp_path / "videos"
     summary = main(["--checkpoint", str(random_checkpoint), "--episodes-per-task", "1",
                     "--tasks", "put_red_on_plate", "--variants", "rt,video_free", "--execute", "8",
-                    "--max-steps", "20",
+                    "--max-steps", "20", "--jobs", "2",
                     "--videos", "1", "--videos-dir", str(videos)])
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert json.loads(last) == summary
@@ -56,6 +56,12 @@ def test_evaluate_runs_variants_on_the_same_seeds(random_checkpoint, tmp_path, c
     import imageio.v3 as iio
     frames = iio.imread(mp4s[0], plugin="pyav")
     assert frames.ndim == 4 and frames.shape[0] > 1 and frames.shape[2] == 640   # real | imagined
+
+
+def test_child_argv_drops_per_child_flags():
+    from policy.evaluate import _without
+    argv = ["--checkpoint", "c", "--variants", "rt,dense", "--jobs=2", "--json-out", "x", "--execute", "8"]
+    assert _without(argv, ("--variants", "--jobs", "--json-out")) == ["--checkpoint", "c", "--execute", "8"]
 
 
 def test_evaluation_seeds_never_overlap_demonstration_seeds():

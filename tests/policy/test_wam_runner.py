@@ -86,3 +86,41 @@ def test_checkpoint_roundtrip_reproduces_actions_and_applies_norm(tmp_path, runn
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a checkpoint"):
         load_runner(str(tmp_path / "nope"))
+
+
+def test_video_free_runner_has_no_preview():
+    r = load_runner(steps=(0, 4))
+    chunk = r.infer(_obs())
+    assert chunk.actions.shape == (16, 14) and r.metadata.future_frames == 0
+    with pytest.raises(KeyError, match="video-free"):
+        r.preview(chunk.chunk_id)
+
+
+def test_paper_pipeline_with_umt5_and_wan_vae_from_local_directories(tmp_path):
+    """paper-1b's parts (umT5 text, Wan2.2 VAE, 384x320 T-layout, 120 + 60 + 21 tokens) at toy width."""
+    from diffusers import AutoencoderKLWan
+    from transformers import AutoTokenizer, UMT5Config, UMT5EncoderModel
+
+    from policy.model.config import get_preset
+    from policy.model.text import minilm_dir
+    from policy.model.wam import EfficientWAM
+    z = 8
+    AutoencoderKLWan(base_dim=8, decoder_base_dim=8, z_dim=z, dim_mult=[1, 2, 2, 2], num_res_blocks=1,
+                     temperal_downsample=[False, True, True], is_residual=True, in_channels=12,
+                     out_channels=12, patch_size=2, scale_factor_spatial=16, scale_factor_temporal=4,
+                     latents_mean=[0.0] * z, latents_std=[1.0] * z).save_pretrained(tmp_path / "vae")
+    UMT5EncoderModel(UMT5Config(vocab_size=30522, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=4,
+                                relative_attention_num_buckets=8)).save_pretrained(tmp_path / "umt5")
+    AutoTokenizer.from_pretrained(str(minilm_dir())).save_pretrained(tmp_path / "umt5")
+    cfg = get_preset("paper-1b").replace(name="paper-1b-toy", video_layers=2, video_width=64, video_ffn=128,
+                                         num_heads=2, head_dim=32, action_width=32, action_ffn=64,
+                                         latent_channels=z, text_dim=32, text_len=24)
+    assert cfg.token_counts() == {"condition": 120, "future": 60, "action": 21}
+    save_checkpoint(tmp_path / "ck", prefixed(EfficientWAM(cfg).state_dict(), "wam"),
+                    {"preset": "paper-1b", "wam_config": cfg.to_dict()})
+    r = load_runner(str(tmp_path / "ck"), text_dir=str(tmp_path / "umt5"), vae_dir=str(tmp_path / "vae"))
+    chunk = r.infer(_obs())
+    assert chunk.actions.shape == (16, 14) and np.isfinite(chunk.actions).all()
+    assert r.preview(chunk.chunk_id).shape == (8, 192, 160, 3)
+    with pytest.raises(ValueError, match="vae_dir"):
+        load_runner(str(tmp_path / "ck"), text_dir=str(tmp_path / "umt5"))

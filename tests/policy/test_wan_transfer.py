@@ -5,7 +5,13 @@ from diffusers import WanTransformer3DModel
 
 from policy.model.config import get_preset
 from policy.model.video_expert import VideoExpert
-from policy.wan_transfer import STUDENT_LAYERS, make_plan, paper_plan, slice_state, to_official
+from policy.wan_transfer import (
+    STUDENT_LAYERS,
+    make_plan,
+    paper_plan,
+    slice_state,
+    to_official,
+)
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,13 @@
 import torch
 
-from policy.model.flow import add_noise, euler_step, sample_timesteps, sampling_times, shift_time, velocity_target
+from policy.model.flow import (
+    add_noise,
+    euler_step,
+    sample_timesteps,
+    sampling_times,
+    shift_time,
+    velocity_target,
+)
 
 
 def test_noise_endpoints_and_target():

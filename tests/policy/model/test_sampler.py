@@ -67,3 +67,14 @@ def test_compiled_action_step_matches_eager(tiny_model):
     compiled = FlowSampler(tiny_model, (2, 6), compile_action_step=True, compile_backend="eager")
     res = compiled.sample(**x, noise=nz)
     torch.testing.assert_close(res.actions, eager.actions, atol=1e-5, rtol=1e-5)
+
+
+def test_video_free_mode_runs_the_observation_once(tiny_model):
+    """[0, T_a]: one pass over the condition tokens builds the cache; no future is imagined."""
+    x, nz = inputs(tiny_model.cfg), _noise(tiny_model.cfg)
+    cached = FlowSampler(tiny_model, (0, 5)).sample(**x, noise=nz)
+    assert (cached.joint_passes, cached.action_passes) == (1, 4)
+    uncached = FlowSampler(tiny_model, (0, 5), use_cache=False).sample(**x, noise=nz)
+    torch.testing.assert_close(cached.actions, uncached.actions, atol=1e-5, rtol=1e-5)
+    with_video = FlowSampler(tiny_model, (1, 5)).sample(**x, noise=nz)
+    assert (with_video.actions - cached.actions).abs().max() > 1e-4
