@@ -113,29 +113,31 @@ class WAMRunner(PolicyRunner):
             text = self.text(obs.instruction).to(self.device)
             t2 = time.perf_counter()
             cond = self.codec.encode(frames_to_tensor(image, self.device))
+            t_enc = time.perf_counter()
             s = torch.from_numpy((state - self.norm.state_mean) / self.norm.state_std).to(self.device)[None]
             res = self.sampler.sample(cond, text, s, generator=self.generator)
             actions = res.actions[0].float().cpu().numpy() * self.norm.action_std + self.norm.action_mean
             t3 = time.perf_counter()
             chunk_id = self._next_id
             self._next_id += 1
-            if self.imagines_future:
-                self._futures[chunk_id] = (image, res.future.detach())
+            self._futures[chunk_id] = (image, res.future.detach() if self.imagines_future else None)
             while len(self._futures) > self.keep_previews:
                 self._futures.popitem(last=False)
         return ActionChunk(actions.astype(np.float32), chunk_id,
-                           {"inference": _ms(t0, t3), "text": _ms(t1, t2), "sample": _ms(t2, t3)})
+                           {"inference": _ms(t0, t3), "text": _ms(t1, t2), "encode": _ms(t2, t_enc),
+                            "sample": _ms(t_enc, t3)})
 
     @torch.no_grad()
     def preview(self, chunk_id: int) -> np.ndarray:
-        if not self.imagines_future:
-            raise KeyError("this runner samples video-free ([0, T_a] steps): it imagines no future")
+        """(T, h, w, 3) uint8 decoded future; T = 0 for a video-free ([0, T_a]) runner."""
         with self._lock:
             if chunk_id not in self._futures:
                 raise KeyError(f"chunk {chunk_id} is unknown or older than the last "
                                f"{self.keep_previews} chunks")
             image, future = self._futures[chunk_id]
             fh, fw = self.cfg.future_image_size
+            if future is None:              # video-free [0, T_a]: nothing was imagined
+                return np.zeros((0, fh, fw, 3), np.uint8)
             small = frames_to_tensor(_resize(image, fh, fw), self.device)
             current = self.codec.encode(small)                        # (1, C, 1, h, w)
             frames = self.codec.decode_future(current, future)        # (1, 3, T, fh, fw)

@@ -72,7 +72,7 @@ def run_episode(env: SimEnv, client, task: str, seed: int, cfg: RolloutConfig,
             out.chunks += 1
             out.chunk_ms.append(float(chunk.timings_ms.get("client_total", np.nan)))
             out.server_ms.append(float(chunk.timings_ms.get("inference", np.nan)))
-            future = client.preview(chunk.chunk_id) if video is not None else None
+            future = _preview(client, chunk.chunk_id) if video is not None else None
             for j, action in enumerate(chunk.actions[:cfg.execute]):
                 if video is not None:
                     video.add(images if j == 0 else env.render(), future, j)
@@ -87,6 +87,16 @@ def run_episode(env: SimEnv, client, task: str, seed: int, cfg: RolloutConfig,
         if video is not None:
             video.close(out.success)
     return out
+
+
+def _preview(client, chunk_id: int) -> np.ndarray | None:
+    """The chunk's imagined future, or None when there is none (a video-free policy)."""
+    from policy.client import PolicyServerError
+    try:
+        frames = client.preview(chunk_id)
+    except PolicyServerError:
+        return None
+    return frames if len(frames) else None
 
 
 class _VideoWriter:

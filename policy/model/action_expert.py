@@ -22,6 +22,7 @@ from policy.model.layers import (
     sinusoid,
     time_mlp,
     time_projection,
+    xavier_,
 )
 from policy.model.video_expert import SelfAttention
 
@@ -66,10 +67,7 @@ class ActionExpert(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
+        xavier_(self)
         nn.init.zeros_(self.head.weight)             # zero-initialised output (paper)
         nn.init.zeros_(self.head.bias)
 

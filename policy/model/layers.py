@@ -82,7 +82,8 @@ def rope_split(head_dim: int) -> tuple[int, int, int]:
 
 def rope_3d(grid: tuple[int, int, int], head_dim: int, theta: float = 10000.0,
             device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """cos, sin tables (L, 1, head_dim/2) in float32 for a (t, h, w) grid indexed from 0."""
+    """Tables (L, 1, head_dim) in float32 for a (t, h, w) grid indexed from 0: cos of each pair's
+    angle repeated twice, and sin signed (-, +) per pair, ready for apply_rope."""
     parts = rope_split(head_dim)
     axes = []
     for n, d in zip(grid, parts):
@@ -94,29 +95,24 @@ def rope_3d(grid: tuple[int, int, int], head_dim: int, theta: float = 10000.0,
         axes[1][None, :, None, :].expand(t, h, w, -1),
         axes[2][None, None, :, :].expand(t, h, w, -1),
     ], dim=-1).reshape(t * h * w, 1, head_dim // 2)
-    return torch.cos(ang), torch.sin(ang)
+    sign = torch.tensor([-1.0, 1.0], device=device)
+    cos = torch.cos(ang).repeat_interleave(2, dim=-1)
+    sin = (torch.sin(ang)[..., None] * sign).flatten(-2)
+    return cos, sin
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """x (B, L, heads, head_dim), adjacent channel pairs rotated (Wan's complex view), float32."""
-    xf = x.float().unflatten(-1, (-1, 2))
-    x1, x2 = xf[..., 0], xf[..., 1]
-    out = torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2)
-    return out.to(x.dtype)
+    """x (B, L, heads, head_dim): each adjacent channel pair (x1, x2) rotated like Wan's complex
+    product, (x1 cos - x2 sin, x2 cos + x1 sin), in float32, as x*cos + swap_pairs(x)*sin."""
+    xf = x.float()
+    swapped = xf.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)
+    return torch.addcmul(xf * cos, swapped, sin).to(x.dtype)
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """(B, heads, Lq, d) x (B, heads, Lk, d) -> (B, Lq, heads*d). Unmasked."""
     out = F.scaled_dot_product_attention(q, k, v)
     return out.transpose(1, 2).flatten(2)
-
-
-def init_linear_(module: nn.Module, std: float = 0.02) -> None:
-    for m in module.modules():
-        if isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, std=std)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
 
 
 def xavier_(module: nn.Module) -> None:

@@ -24,6 +24,7 @@ from policy.model.layers import (
     sinusoid,
     time_mlp,
     time_projection,
+    xavier_,
 )
 
 
@@ -115,10 +116,7 @@ class VideoExpert(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
+        xavier_(self)
         nn.init.xavier_uniform_(self.patch_embedding.weight.flatten(1))
         nn.init.zeros_(self.head.head.weight)        # a fresh model predicts zero velocity
 
