@@ -362,8 +362,10 @@ def build_runner(args: argparse.Namespace) -> PolicyRunner:
             fail_instruction=args.testing_fail_instruction))
     from policy.wam_runner import load_runner  # torch is imported here, never in the client
     steps = tuple(int(s) for s in args.steps.split(","))
+    if args.threads is None and args.device == "cpu":
+        args.threads = 1
     return load_runner(checkpoint=None if args.random_init else args.checkpoint, preset=args.preset,
-                       device=args.device, steps=steps)
+                       device=args.device, steps=steps, threads=args.threads)
 
 
 READY_LINE = "policy server ready on "
@@ -402,6 +404,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--random-init", action="store_true", help="serve random weights (tests, latency)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     parser.add_argument("--steps", default="2,10", help="denoising steps T_v,T_a (default 2,10)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: 1 on cpu, where the console and the sim share the "
+                             "cores and one thread measured 4x faster than two under load; ignored on cuda)")
     parser.add_argument("--bind", default="tcp://127.0.0.1:5555")
     parser.add_argument("--keys", help="CurveZMQ key directory (required to bind off loopback)")
     parser.add_argument("--max-message-mb", type=float, default=protocol.DEFAULT_MAX_MESSAGE_BYTES / 2**20)
