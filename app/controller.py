@@ -23,29 +23,23 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from enum import Enum
 from typing import Callable
 
 import numpy as np
 
+from app.chunk_schedule import chunk_indices, merge_actions
+from app.control_records import ChunkRecord, ControllerStatus, Mode, TickRecord
 from hardware.arm import ArmError
 from hardware.camera import Camera, CameraError
-from hardware.safety import SafeArm, SafetyEvents, UnsafeCommandError
+from hardware.safety import SafeArm, UnsafeCommandError
 from policy.client import PolicyClient, PolicyClientError, PolicyMismatchError, VersionMismatchError, check_robot
 from policy.runner import Observation, PolicyMetadata
 
 log = logging.getLogger("app.controller")
-
-
-class Mode(str, Enum):
-    IDLE = "idle"
-    POLICY = "policy"
-    TELEOP = "teleop"
 
 
 @dataclass
@@ -72,52 +66,6 @@ class ControllerConfig:
 
 
 @dataclass
-class TickRecord:
-    """One control tick, for the recorder and the console (references, not copies: do not modify)."""
-    timestamp: float                     # time.monotonic() at the start of the tick
-    tick: int
-    mode: Mode
-    images: dict[str, np.ndarray]        # camera -> HxWx3 uint8 (cameras that failed are missing)
-    state: np.ndarray                    # measured joint positions (action_dim,) float32
-    action: np.ndarray                   # the arm's target after this tick (float32; a hold's target too)
-    commanded: bool                      # True if a new motion command went out this tick
-    chunk_id: int | None                 # the chunk the action came from (policy mode)
-    instruction: str
-
-
-@dataclass
-class ChunkRecord:
-    chunk_id: int
-    actions: np.ndarray                  # (H, action_dim), as the policy returned them
-    start_tick: int                      # tick whose observation produced this chunk
-    latency_ms: float                    # observation -> chunk in the queue
-    timings_ms: dict[str, float]
-    instruction: str
-    skipped: int                         # selected actions already in the past when it arrived
-
-
-@dataclass
-class ControllerStatus:
-    mode: Mode
-    instruction: str
-    paused: bool
-    chunk_count: int
-    last_chunk_id: int | None
-    queue_length: int
-    request_in_flight: bool
-    latency_history: list[float]         # ms per chunk, observation -> actions queued
-    stage_ms: dict[str, float]           # capture, serialise, network, queue, inference, execution, tick
-    safety: SafetyEvents                 # a copy
-    holding: bool
-    last_error: str                      # plain words; "" when all is well
-    notice: str                          # the latest non-error event ("task succeeded", "STOP")
-    server_connected: bool
-    policy_metadata: PolicyMetadata | None
-    tick: int
-    tick_hz: float
-
-
-@dataclass
 class _Queued:
     action: np.ndarray
     chunk_id: int
@@ -139,20 +87,6 @@ class _Teleop:
     joint_velocity: np.ndarray | None
     gripper: dict[int, float] | None
     target: np.ndarray | None
-
-
-def chunk_indices(horizon: int, n: int) -> np.ndarray:
-    """Which of H actions run when n are executed, evenly spaced and ending at the last one."""
-    n = min(n, horizon)
-    return np.array([math.ceil((k + 1) * horizon / n) - 1 for k in range(n)])
-
-
-def merge_actions(queued: list[np.ndarray], new: np.ndarray, rule: str) -> list[np.ndarray]:
-    if rule == "replace" or not queued:
-        return list(new)
-    overlap = min(len(queued), len(new))
-    merged = [(1 - (i + 1) / (overlap + 1)) * queued[i] + (i + 1) / (overlap + 1) * new[i] for i in range(overlap)]
-    return merged + list(new[overlap:])
 
 
 class Controller:

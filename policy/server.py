@@ -28,13 +28,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 import zmq
 
 from policy import protocol
+from policy.scheduler import FairScheduler, Job
 from policy.protocol import ErrorCode, Message, ProtocolError
 from policy.runner import PROTOCOL_VERSION, PolicyRunner
 
@@ -79,62 +80,6 @@ class ServerConfig:
     max_pending_per_client: int = 4       # more queued requests from one client get a "busy" error
     preview_max_wait_s: float = 0.5
     remembered_clients: int = 4096        # greeted client identities kept (LRU)
-
-
-@dataclass
-class Job:
-    identity: bytes
-    msg: Message
-    received: float                       # time.perf_counter() on arrival
-    payload: object = None                # Observation for infer, chunk id for preview
-
-
-class FairScheduler:
-    """Per-client FIFO queues served round-robin; infer before preview (bounded wait for previews)."""
-
-    def __init__(self, max_pending_per_client: int = 4, preview_max_wait_s: float = 0.5):
-        self.max_pending_per_client = max_pending_per_client
-        self.preview_max_wait_s = preview_max_wait_s
-        # kind -> client identity -> its queued jobs; dict order is the round-robin order
-        self._queues: dict[str, OrderedDict[bytes, deque[Job]]] = {"infer": OrderedDict(), "preview": OrderedDict()}
-        self._cond = threading.Condition()
-        self._closed = False
-
-    def pending(self, identity: bytes | None = None) -> int:
-        with self._cond:
-            return sum(len(q) for queues in self._queues.values() for ident, q in queues.items()
-                       if identity is None or ident == identity)
-
-    def put(self, job: Job) -> bool:
-        if self.pending(job.identity) >= self.max_pending_per_client:
-            return False
-        with self._cond:
-            self._queues[job.msg.type].setdefault(job.identity, deque()).append(job)
-            self._cond.notify()
-        return True
-
-    def get(self, timeout: float) -> Job | None:
-        with self._cond:
-            if not self._cond.wait_for(lambda: self._closed or any(self._queues.values()), timeout):
-                return None
-            if self._closed:
-                return None
-            infer, preview = self._queues["infer"], self._queues["preview"]
-            oldest_preview = min((q[0].received for q in preview.values()), default=None)
-            late = oldest_preview is not None and time.perf_counter() - oldest_preview > self.preview_max_wait_s
-            queues = preview if (late or not infer) else infer
-            identity, queue = next(iter(queues.items()))
-            job = queue.popleft()
-            if queue:
-                queues.move_to_end(identity)   # round-robin: this client goes behind the others
-            else:
-                del queues[identity]
-            return job
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
 
 
 class PolicyServer:

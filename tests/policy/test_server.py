@@ -14,7 +14,7 @@ from policy import protocol
 from policy.client import PolicyClient, PolicyServerError, ServerNotRunningError
 from policy.protocol import ErrorCode
 from policy.runner import Observation
-from policy.server import FairScheduler, Job, check_bind, is_local_address, spawn
+from policy.server import check_bind, is_local_address, spawn
 
 CAMERAS = ["head", "left_wrist", "right_wrist"]
 
@@ -228,21 +228,6 @@ def test_malformed_messages_get_errors_and_the_server_goes_on(server, raw):
     assert reply.body["code"] == ErrorCode.TOO_LARGE and reply.id == 13
     # after all that, it still serves
     assert raw(protocol.encode_observation(14, observation())).type == "infer"
-
-
-def test_fair_scheduler_orders_and_limits():
-    sched = FairScheduler(max_pending_per_client=2, preview_max_wait_s=0.5)
-    now = time.perf_counter()
-
-    def job(client, kind, i, age=0.0):
-        return Job(client, protocol.Message(kind, i, 0.0), now - age)
-    assert sched.put(job(b"a", "infer", 1)) and sched.put(job(b"a", "infer", 2))
-    assert not sched.put(job(b"a", "infer", 3))           # over the per-client limit
-    assert sched.put(job(b"b", "preview", 4)) and sched.put(job(b"b", "infer", 5))
-    assert [sched.get(0).msg.id for _ in range(4)] == [1, 5, 2, 4]   # infer round-robin, preview last
-    assert sched.put(job(b"c", "infer", 6)) and sched.put(job(b"d", "preview", 7, age=1.0))
-    assert sched.get(0).msg.id == 7                       # a preview that waited too long goes first
-    assert sched.get(0).msg.id == 6 and sched.get(0) is None
 
 
 @pytest.mark.parametrize("address, local", [
