@@ -79,6 +79,14 @@ class Recorder:
                 raise RuntimeError("nothing is being recorded: press Start recording first")
             try:
                 index = self.writer.save_episode()
+            except Exception:
+                # An episode that cannot be saved (no frames, disk full) is dropped, so that the
+                # next START can open a new one; the caller shows the error.
+                try:
+                    self.writer.discard_episode()
+                except Exception as exc:  # noqa: BLE001 - the save error is the one to report
+                    log.warning("discarding the unsaved episode failed too: %s", exc)
+                raise
             finally:
                 self._kind = None
             self._last_saved = index

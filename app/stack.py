@@ -9,6 +9,7 @@ died and why, so the caller can shut everything down with that message.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import os
 import logging
 import selectors
@@ -126,6 +127,7 @@ class DemoStack:
         self.policy_process: PolicyProcess | None = None
         self.client = None
         self.robot = None
+        self.hardware_arm = None                 # a real arm (--robot other than sim); None in sim
         self.cameras: dict = {}
         self.controller = None
         self.previews = None
@@ -190,8 +192,8 @@ class DemoStack:
         rig = load_rig(cfg.rig) if cfg.rig else None
         safety = rig.safety if rig else SafetyConfig()
         if cfg.robot != "sim":
-            raise StackError(f"robot adapter '{cfg.robot}' is not available in this build: only 'sim' has an "
-                             "Arm adapter so far (hardware/). Use --robot sim, or add the adapter.")
+            self._start_real_robot(rig, safety)
+            return
         from hardware.sim.env import SimConfig
         from hardware.sim.robot import SimRobot
         sim = SimConfig(seed=cfg.seed, width=cfg.width, height=cfg.height)
@@ -212,6 +214,31 @@ class DemoStack:
                 if not camera.is_connected:
                     camera.connect()
         self.arm = SafeArm(self.robot.arm, safety)
+
+    def _start_real_robot(self, rig, safety) -> None:
+        """--robot NAME: the arm from hardware.factory.make_arm, the cameras from the rig file."""
+        from hardware.arm import ArmError
+        from hardware.factory import make_arm, make_cameras
+        from hardware.safety import SafeArm
+        cfg = self.config
+        if rig is None or not rig.cameras:
+            raise StackError(f"--robot {cfg.robot} needs --rig RIG.toml with the arm's settings and the real "
+                             "cameras ([[cameras]] entries); see hardware/factory.py")
+        if rig.arm.adapter not in ("sim", cfg.robot):    # "sim" is the rig default: no [arm] adapter given
+            raise StackError(f"--robot {cfg.robot} but the rig file's [arm] adapter is '{rig.arm.adapter}': "
+                             "make them agree")
+        try:
+            self.hardware_arm = make_arm(dataclasses.replace(rig.arm, adapter=cfg.robot))
+            self.cameras = make_cameras(rig.cameras)
+        except ValueError as exc:
+            raise StackError(f"rig file {cfg.rig}: {exc}") from None
+        try:
+            self.hardware_arm.connect()
+        except ArmError as exc:
+            raise StackError(f"the {cfg.robot} arm did not connect: {exc}") from None
+        for camera in self.cameras.values():
+            camera.connect()
+        self.arm = SafeArm(self.hardware_arm, safety)
 
     def _start_controller(self, metadata) -> None:
         from app.controller import Controller, ControllerConfig
@@ -272,6 +299,8 @@ class DemoStack:
                 return f"the simulated robot's renderer failed: {self.robot.render_error}"
             if not self.robot.running:
                 return "the simulated robot stopped"
+        if self.hardware_arm is not None and not self.hardware_arm.is_connected:
+            return f"the {self.config.robot} arm lost its connection (CAN bus / power); it holds its last target"
         if self.controller is not None:
             tick, now = self.controller.status().tick, time.monotonic()
             if tick != self._last_tick[0]:
@@ -291,6 +320,8 @@ class DemoStack:
                  ("previews", lambda: self.previews and self.previews.close()),
                  ("recorder", lambda: self.recorder and self.recorder.close()),
                  ("robot", lambda: self.robot and self.robot.close()),
+                 ("arm", lambda: self.hardware_arm and self.hardware_arm.disconnect()),   # holds, never limp
+                 ("cameras", lambda: self.hardware_arm and [c.disconnect() for c in self.cameras.values()]),
                  ("policy client", lambda: self.client and self.client.close()),
                  ("policy server", lambda: self.policy_process and self.policy_process.stop())]
         for name, step in steps:
@@ -298,5 +329,5 @@ class DemoStack:
                 step()
             except Exception as exc:       # keep going: the rest must still shut down
                 log.warning("closing the %s failed: %s", name, exc)
-        self.controller = self.console = self.previews = self.recorder = self.robot = None
+        self.controller = self.console = self.previews = self.recorder = self.robot = self.hardware_arm = None
         self.client = self.policy_process = None

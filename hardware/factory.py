@@ -27,7 +27,7 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Callable
 
-from hardware.arm import ArmConfig
+from hardware.arm import Arm, ArmConfig
 from hardware.camera import Camera, CameraConfig
 from hardware.safety import SafetyConfig
 
@@ -88,6 +88,28 @@ def make_cameras(configs: list[CameraConfig], sim_cameras: dict[str, Camera] | N
         else:
             cameras[config.name] = make_camera(config)
     return cameras
+
+
+def _piper(config: ArmConfig) -> Arm:
+    from hardware.piper import PiperArm, PiperConfig
+    return PiperArm(PiperConfig.from_arm_config(config))
+
+
+# Real arms; imported lazily so that a rig without a Piper never needs piper-sdk.
+ARM_ADAPTERS: dict[str, Callable[[ArmConfig], Arm]] = {
+    "piper": _piper,
+}
+
+
+def make_arm(config: ArmConfig) -> Arm:
+    """The (not yet connected) Arm for config.adapter; the sim arm belongs to the simulated robot."""
+    if config.adapter == SIM_ADAPTER:
+        raise ValueError("the 'sim' arm is the simulated robot's (hardware.sim.robot.SimRobot(...).arm), "
+                         "not built by make_arm; run with --robot sim")
+    factory = ARM_ADAPTERS.get(config.adapter)
+    if factory is None:
+        raise ValueError("[arm] " + _unknown_name("arm adapter", config.adapter, sorted(ARM_ADAPTERS) + [SIM_ADAPTER]))
+    return factory(config)
 
 
 @dataclass

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hardware.arm import Arm, ArmState
+from hardware.arm import Arm, ArmError, ArmState
 
 
 class UnsafeCommandError(ValueError):
@@ -101,6 +101,8 @@ class SafeArm:
                 if not np.array_equal(limited, clipped):
                     self.events.rate_limited += 1
                 clipped = limited
+            if not np.all(np.isfinite(clipped)):   # a NaN reference would pass np.clip
+                self._refuse("the rate-limited command is not finite (bad measured position?)")
             self._send(clipped)
             self._last_command_time = now
             self._holding = False
@@ -127,8 +129,16 @@ class SafeArm:
         # Rate-limit against what we last sent; after a hold, against the measured position,
         # so that the first command after a hold cannot jump.
         if self._last_sent is None or self._holding:
-            return np.asarray(self.arm.read_state().position, dtype=np.float64)
+            return self._measured()
         return self._last_sent
+
+    def _measured(self) -> np.ndarray:
+        """The measured position, refusing a reading that cannot be a pose (encoder fault, bad frame)."""
+        position = np.asarray(self.arm.read_state().position, dtype=np.float64)
+        if position.shape != (self.spec.action_dim,) or not np.all(np.isfinite(position)):
+            raise ArmError(f"robot '{self.spec.name}' reported an invalid position {position!r:.120}; "
+                           "check the arm's encoders and connection")
+        return position
 
     def _send(self, target: np.ndarray) -> None:
         self._last_sent = target.copy()
@@ -136,7 +146,15 @@ class SafeArm:
             self.arm.command(target.astype(np.float32))
 
     def _hold_locked(self) -> np.ndarray:
-        position = np.asarray(self.arm.read_state().position, dtype=np.float64)
+        try:
+            position = self._measured()
+        except ArmError:
+            # Without a trustworthy reading, keep the last target we sent: the arm stays where
+            # it was told to be, which is the closest thing to holding we can do.
+            self._holding = True
+            if self._last_sent is not None and not self.config.dry_run:
+                self.arm.command(self._last_sent.astype(np.float32))
+            raise
         self._send(position)
         self._holding = True
         return position

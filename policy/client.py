@@ -56,6 +56,13 @@ class PolicyServerError(PolicyClientError):
         self.code = code
 
 
+class NonFiniteActionsError(PolicyServerError):
+    """The policy produced NaN/inf actions: the whole chunk is refused, none of it may reach the arm."""
+
+    def __init__(self, message: str):
+        super().__init__(ErrorCode.NON_FINITE, message)
+
+
 def check_robot(metadata: PolicyMetadata, action_dim: int | None, camera_names=None) -> None:
     """Raise PolicyMismatchError if this policy cannot drive this robot."""
     if action_dim is not None and action_dim != metadata.action_dim:
@@ -132,6 +139,10 @@ class PolicyClient:
         if chunk.actions.shape != (metadata.chunk_length, metadata.action_dim):
             raise PolicyServerError(ErrorCode.MALFORMED, f"server sent actions of shape {chunk.actions.shape}, "
                                     f"metadata says ({metadata.chunk_length}, {metadata.action_dim})")
+        if not np.all(np.isfinite(chunk.actions)):
+            bad = int(chunk.actions.size - np.isfinite(chunk.actions).sum())
+            raise NonFiniteActionsError(f"chunk {chunk.chunk_id} holds {bad} NaN/inf actions and was refused as a "
+                                        "whole: check the checkpoint and the observation it was given")
         round_trip = (received - sent) * 1000
         chunk.timings_ms.update(resize=(t1 - t0) * 1000, serialise=serialise_ms, round_trip=round_trip,
                                 network=round_trip - chunk.timings_ms.get("server_total", 0.0),
@@ -274,6 +285,8 @@ class PolicyClient:
             code, text = str(reply.body.get("code", "?")), str(reply.body.get("message", ""))
             if code == ErrorCode.VERSION_MISMATCH:
                 raise VersionMismatchError(text)
+            if code == ErrorCode.NON_FINITE:
+                raise NonFiniteActionsError(text)
             raise PolicyServerError(code, text)
         if reply.version != PROTOCOL_VERSION:
             raise VersionMismatchError(f"server replied with protocol {reply.version}, client speaks "

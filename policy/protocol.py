@@ -45,6 +45,7 @@ class ErrorCode:
     BUSY = "busy"                          # this client already has too many requests queued
     UNKNOWN_CHUNK = "unknown_chunk"        # preview of a chunk the runner no longer keeps
     INTERNAL = "internal"                  # the model raised
+    NON_FINITE = "non_finite"              # the model returned NaN/inf actions; nothing was sent
 
 
 class ProtocolError(ValueError):

@@ -82,6 +82,10 @@ class ServerConfig:
     remembered_clients: int = 4096        # greeted client identities kept (LRU)
 
 
+class _NonFiniteActions(RuntimeError):
+    """The runner's chunk holds NaN/inf: replied as ErrorCode.NON_FINITE, never sent as actions."""
+
+
 class PolicyServer:
     def __init__(self, runner: PolicyRunner, config: ServerConfig | None = None):
         self.runner = runner
@@ -254,6 +258,9 @@ class PolicyServer:
                 if actions.shape != (self.metadata.chunk_length, self.metadata.action_dim):
                     raise RuntimeError(f"runner returned actions of shape {actions.shape}, metadata says "
                                        f"({self.metadata.chunk_length}, {self.metadata.action_dim})")
+                if not np.all(np.isfinite(actions)):    # never let NaN/inf reach an arm
+                    raise _NonFiniteActions(f"the model returned {int(np.size(actions) - np.isfinite(actions).sum())} "
+                                            f"NaN/inf values in chunk {chunk.chunk_id}; the chunk was not sent")
                 chunk.actions = actions
                 chunk.timings_ms.update(queue=queue_ms, inference=inference_ms,
                                         server_total=(time.perf_counter() - job.received) * 1000)
@@ -266,6 +273,10 @@ class PolicyServer:
                     "chunk_id": job.payload, "timings_ms": {"queue": queue_ms, "inference": inference_ms}},
                     {"frames": video})
                 detail = f"preview of chunk {job.payload} {list(video.shape)}"
+        except _NonFiniteActions as e:
+            log.error("client %s request %d: %s", client, job.msg.id, e)
+            frames = protocol.encode_error(job.msg.id, ErrorCode.NON_FINITE, str(e))
+            inference_ms, detail = 0.0, "non-finite actions"
         except KeyError as e:
             frames = protocol.encode_error(job.msg.id, ErrorCode.UNKNOWN_CHUNK, str(e).strip("'\""))
             inference_ms, detail = 0.0, "unknown chunk"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Idempotent set-up on Debian/Ubuntu: system packages, a virtual environment in .venv,
 # CPU torch (pinned), then this project with its test extras. A second run skips what is done.
-#   WAM_TORCH_SPEC  what pip installs for torch (default torch==2.13.0, the CPU build here).
+#   WAM_TORCH_SPEC  what pip installs for torch (default torch==2.13.0: on our machines pip's own
+#                   configuration serves the CPU build; elsewhere add PyTorch's CPU wheel index with
+#                   --index-url to avoid the multi-GB CUDA build).
 #                   GPU users: set it to their CUDA build, e.g.
 #                   WAM_TORCH_SPEC="torch --index-url <the CUDA wheel index from pytorch.org>"
 #   WAM_VENV        where the virtual environment lives (default .venv)
@@ -12,6 +14,9 @@ TORCH_SPEC=${WAM_TORCH_SPEC:-torch==2.13.0}
 PY=${WAM_PYTHON:-python3}
 
 apt_pkgs="libusb-1.0-0 libudev1 libosmesa6 libgl1 ffmpeg chromium fonts-dejavu-core"
+# Debian's own python3 has no venv module until python3-venv is installed.
+command -v "$PY" >/dev/null 2>&1 || apt_pkgs="$apt_pkgs python3 python3-venv"
+command -v "$PY" >/dev/null 2>&1 && ! "$PY" -c "import ensurepip, venv" 2>/dev/null && apt_pkgs="$apt_pkgs python3-venv"
 missing=""
 for p in $apt_pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

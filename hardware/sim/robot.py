@@ -235,8 +235,9 @@ class SimRobot:
         slice_index = 0
         while not self._stop.is_set():
             with self._lock:
-                if slice_index == 0:
-                    self.env.set_target(self._target)   # a new command takes effect at the tick
+                # A command takes effect at the next slice (<= 20 ms), as on a real servo bus,
+                # not at the physics thread's own tick boundary: STOP must not lag a tick.
+                self.env.set_target(self._target)
                 self.env.advance(nstep)
                 self._snapshot()
                 if slice_index == SLICES_PER_TICK - 1:

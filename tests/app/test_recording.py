@@ -97,6 +97,19 @@ def test_nothing_to_save_says_what_to_do(tmp_path, sim_robot):
         recorder.close()
 
 
+def test_a_failed_save_does_not_block_the_next_recording(tmp_path, sim_robot):
+    recorder = make_recorder(tmp_path / "ds", sim_robot)
+    try:
+        recorder.start("task")                 # START then STOP before any tick: no frames
+        with pytest.raises(Exception, match="frame"):
+            recorder.save()
+        recorder.start("task again")           # must not say "already being recorded"
+        assert recorder.status().recording
+        recorder.discard()
+    finally:
+        recorder.close()
+
+
 def test_a_tick_without_a_fresh_image_is_recorded_with_the_newest_frame(tmp_path, sim_robot):
     from app.controller import Mode, TickRecord
     recorder = make_recorder(tmp_path / "ds", sim_robot)

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from hardware.arm import Arm, ArmState, RobotSpec
+from hardware.arm import Arm, ArmError, ArmState, RobotSpec
 from hardware.safety import SafeArm, SafetyConfig, UnsafeCommandError
 
 SPEC = RobotSpec(name="test-3dof", joint_names=("shoulder", "elbow", "gripper"),
@@ -166,3 +166,21 @@ def test_dry_run_checks_but_sends_nothing(arm):
 def test_wrong_length_max_step_is_refused_at_construction(arm):
     with pytest.raises(ValueError, match="max_step has 2 entries"):
         SafeArm(arm, SafetyConfig(max_step=(0.1, 0.1)))
+
+
+def test_a_nan_measured_position_never_reaches_the_arm(arm):
+    """A faulty encoder reading must not become the hold target or the rate-limit reference."""
+    safe = SafeArm(arm)
+    safe.command([0.05, 0.6, 0.4], now=0.0)
+    last_good = arm.commands[-1].copy()
+    arm.position = np.array([np.nan, 0.6, 0.4], dtype=np.float32)
+    with pytest.raises(ArmError, match="invalid position"):
+        safe.hold()
+    # the arm was re-sent its last finite target instead (RecordingArm asserts every command is finite)
+    np.testing.assert_allclose(arm.commands[-1], last_good)
+    assert safe.holding
+    arm.position = np.array([np.nan, 0.6, 0.4], dtype=np.float32)   # the fault persists
+    # after a hold the reference is the measured position: a NaN one refuses the command
+    with pytest.raises(ArmError, match="invalid position"):
+        safe.command([0.05, 0.6, 0.4], now=0.1)
+    assert all(np.all(np.isfinite(c)) for c in arm.commands)
