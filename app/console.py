@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from app import panels, plots, teleop
+from app.controller import StoppedError
 from app.imagined import FuturePreviews
 from app.live_view import LiveFeeds
 from app.recording import Recorder
@@ -96,6 +97,7 @@ class Console:
         self.lock = lock or OperatorLock()
         self.spec = controller.arm.spec
         self.jog = teleop.JogTranslator(self.spec)
+        self._jog_held: dict[str, bool] = {}      # session -> its last jog asked for motion
         self.status_view = StatusView(controller, self.lock, recorder, previews)
         self.record_rollouts = self.config.record_rollouts
         self.demo: gr.Blocks | None = None
@@ -207,17 +209,26 @@ class Console:
             return {"error": str(exc)}
         try:
             velocity = self.jog.velocity(vector, bool(fast))
+            # Only a fresh press (this session's previous jog was a release, or none) may switch an
+            # idle arm to teleop: a key or stick still held through STOP/PAUSE must not resume motion.
+            pressed = bool(np.any(velocity))
+            fresh_press = pressed and not self._jog_held.get(session, False)
+            self._jog_held[session] = pressed
             mode = self.status_view.mode()
             if mode == "policy":
                 return {"error": "the policy is driving: press PAUSE (or STOP) before jogging"}
-            if not np.any(velocity):       # released: stop now rather than when the command expires
+            if not pressed:                # released: stop now rather than when the command expires
                 if mode == "teleop":
                     self.controller.teleop_command(joint_velocity=velocity)
                 return {"error": None}
             if mode != "teleop":
-                self.controller.start_teleop()
+                if not fresh_press and not self.controller.status().stopped:
+                    return {"error": "holding: release the jog keys/stick and press again to jog"}
+                self.controller.start_teleop(explicit=False)    # StoppedError while STOP is latched
             self.controller.teleop_command(joint_velocity=velocity)
             return {"error": None}
+        except StoppedError as exc:
+            return {"error": str(exc)}
         except Exception as exc:
             return {"error": f"jog refused: {exc}"}
 

@@ -50,6 +50,7 @@ class ControllerStatus:
     mode: Mode
     instruction: str
     paused: bool
+    stopped: bool                        # STOP is latched: jogging will not resume until a mode button
     chunk_count: int
     last_chunk_id: int | None
     queue_length: int

@@ -15,8 +15,16 @@ past: its first d selected actions are skipped. Then the merge rule:
 - "blend": over the overlap with what was still queued, action i is (1 - w_i) * old_i + w_i * new_i
   with w_i = (i + 1) / (overlap + 1), rising towards the new chunk; after the overlap, the new chunk.
 STOP and PAUSE empty the queue, drop any reply in flight (epochs) and wake the control thread,
-which holds the measured position at once, well within one tick. The watchdog holds when no
-policy action has come for watchdog_s; teleop is dead-man: each command is valid teleop_valid_s.
+which holds the measured position at once, well within one tick. STOP latches (`status().stopped`):
+only an explicit start_teleop() or start_policy() clears it, so a jog stream still arriving from a
+held key or stick cannot undo it (start_teleop(explicit=False) refuses while latched).
+No watchdog of its own: when no policy action comes (queue empty, server slow or gone) no command
+goes out, and SafeArm.tick (SafetyConfig.watchdog_s, checked every tick) holds the measured
+position; a second, longer timer here could never fire first. Teleop is dead-man: each command
+is valid teleop_valid_s.
+Failures: an arm error in a tick (or in a hold) is caught, the thread keeps ticking; after
+`max_arm_errors` failing ticks in a row the controller enters IDLE and says why. A chunk with
+NaN/inf, or a server that no longer fits this robot, ends the rollout (IDLE, last_error).
 This module imports no torch.
 """
 from __future__ import annotations
@@ -36,7 +44,14 @@ from app.control_records import ChunkRecord, ControllerStatus, Mode, TickRecord
 from hardware.arm import ArmError
 from hardware.camera import Camera, CameraError
 from hardware.safety import SafeArm, UnsafeCommandError
-from policy.client import PolicyClient, PolicyClientError, PolicyMismatchError, VersionMismatchError, check_robot
+from policy.client import (
+    NonFiniteActionsError,
+    PolicyClient,
+    PolicyClientError,
+    PolicyMismatchError,
+    VersionMismatchError,
+    check_robot,
+)
 from policy.runner import Observation, PolicyMetadata
 
 log = logging.getLogger("app.controller")
@@ -47,13 +62,13 @@ class ControllerConfig:
     control_hz: float = 10.0
     request_threshold: int = 6           # request the next chunk when this many actions remain
     actions_per_chunk: int = 16          # execute n of each chunk's H actions, evenly spaced
-    watchdog_s: float = 0.5              # no policy action for this long -> hold
     merge: str = "replace"               # or "blend" (see the module docstring)
     stop_on_success: bool = True         # leave policy mode when the success check says done
     teleop_valid_s: float = 0.2          # a teleop command moves the arm for this long only
     retry_s: float = 0.5                 # wait after a failed policy request
     ping_interval_s: float = 1.0         # keep server_connected fresh while no request runs
     history: int = 200                   # latencies kept for display
+    max_arm_errors: int = 3              # failing ticks in a row before leaving policy/teleop for IDLE
 
     def __post_init__(self):
         if self.merge not in ("replace", "blend"):
@@ -63,6 +78,10 @@ class ControllerConfig:
         if not 0 <= self.request_threshold < self.actions_per_chunk:
             raise ValueError(f"request_threshold ({self.request_threshold}) must be below actions_per_chunk "
                              f"({self.actions_per_chunk}), or the queue never runs low enough to request")
+
+
+class StoppedError(RuntimeError):
+    """STOP is latched: only the Teleop mode or Start policy buttons resume motion."""
 
 
 @dataclass
@@ -111,6 +130,8 @@ class Controller:
         # state below is guarded by _lock
         self._mode = Mode.IDLE
         self._paused = False
+        self._stopped = False                         # STOP latch, see the module docstring
+        self._arm_errors = 0                          # failing ticks in a row
         self._instruction = ""
         self._epoch = 0
         self._hold_now = True
@@ -119,7 +140,6 @@ class Controller:
         self._pending: _Request | None = None
         self._in_flight = False
         self._retry_at = 0.0
-        self._last_action_time = 0.0
         self._teleop: _Teleop | None = None
         self._teleop_target: np.ndarray | None = None
         self._target = np.asarray(arm.read_state().position, dtype=np.float32)
@@ -179,7 +199,7 @@ class Controller:
             if not self._instruction:
                 raise ValueError("type an instruction before starting the policy")
             self._enter(Mode.POLICY)
-            self._last_action_time = time.monotonic()
+            self._stopped = False
             self._notice = "policy started"
 
     def pause(self) -> None:
@@ -190,14 +210,21 @@ class Controller:
             self._notice = "paused: holding position"
 
     def stop(self) -> None:
-        """Empty the queue and hold within one control tick, whatever the request thread is doing."""
+        """Empty the queue and hold within one control tick, whatever the request thread is doing.
+        Latches until start_teleop() or start_policy()."""
         with self._lock:
             self._enter(Mode.IDLE)
+            self._stopped = True
             self._notice = "STOP: holding position"
 
-    def start_teleop(self) -> None:
+    def start_teleop(self, explicit: bool = True) -> None:
+        """explicit: the operator pressed Teleop mode (clears a STOP). explicit=False is an implied
+        switch (a jog while idle): refused with StoppedError while STOP is latched."""
         with self._lock:
+            if not explicit and self._stopped:
+                raise StoppedError("STOPPED: press Teleop mode to jog again")
             self._enter(Mode.TELEOP)
+            self._stopped = False
             self._notice = "teleop: the arm moves only while commands keep coming"
 
     def teleop_command(self, joint_velocity: np.ndarray | None = None, gripper: dict[int, float] | None = None,
@@ -239,7 +266,7 @@ class Controller:
     def status(self) -> ControllerStatus:
         with self._lock:
             return ControllerStatus(
-                mode=self._mode, instruction=self._instruction, paused=self._paused,
+                mode=self._mode, instruction=self._instruction, paused=self._paused, stopped=self._stopped,
                 chunk_count=self._chunk_count, last_chunk_id=self._last_chunk_id, queue_length=len(self._queue),
                 request_in_flight=self._in_flight, latency_history=list(self._latency),
                 stage_ms=dict(self._stage_ms), safety=copy.deepcopy(self.arm.events), holding=self.arm.holding,
@@ -270,11 +297,9 @@ class Controller:
                 self._tick_hz = 0.9 * self._tick_hz + 0.1 / interval if self._tick_hz else 1 / period
             try:
                 self._run_tick(started, period)
+                self._arm_errors = 0
             except Exception as e:  # keep ticking: a dead control loop would leave the watchdog alone
-                log.exception("control tick failed")
-                with self._lock:
-                    self._last_error = f"control tick failed: {type(e).__name__}: {e}"
-                self.arm.hold()
+                self._tick_failed(e)
             next_tick += period
             now = time.monotonic()
             if next_tick < now:
@@ -282,14 +307,35 @@ class Controller:
             while not self._closed and (remaining := next_tick - time.monotonic()) > 0:
                 if self._wake.wait(remaining):
                     self._wake.clear()
-                    self._apply_hold()
+                    try:
+                        self._apply_hold()
+                    except ArmError as e:        # _hold_now stays set: the next tick tries again
+                        self._tick_failed(e)
+
+    def _tick_failed(self, error: Exception) -> None:
+        """A tick (or a hold) raised: try to hold, count it, and leave policy/teleop if it persists."""
+        log.error("control tick failed: %s: %s", type(error).__name__, error,
+                  exc_info=not isinstance(error, ArmError))
+        self._arm_errors += 1
+        try:
+            self.arm.hold()
+        except ArmError as e:                    # the arm cannot even hold now: the next tick retries
+            log.warning("could not hold the arm after a failed tick: %s", e)
+        with self._lock:
+            if self._arm_errors < self.config.max_arm_errors:
+                self._last_error = f"control tick failed: {type(error).__name__}: {error}"
+                return
+            if self._mode != Mode.IDLE:
+                self._enter(Mode.IDLE)
+            self._last_error = (f"the arm failed {self._arm_errors} ticks in a row ({error}): stopped, "
+                                "trying to hold; check the arm's connection, then choose a mode again")
 
     def _apply_hold(self) -> bool:
         with self._lock:
             if not self._hold_now:
                 return False
-            self._hold_now = False
             self._target = np.asarray(self.arm.hold(), dtype=np.float32)
+            self._hold_now = False               # only once the hold went through
             return True
 
     def _run_tick(self, now: float, period: float) -> None:
@@ -356,12 +402,6 @@ class Controller:
             commanded = self._send(item.action)
             chunk_id = item.chunk_id
             self._executed += 1
-            self._last_action_time = now
-        elif now - self._last_action_time > self.config.watchdog_s and not self.arm.holding:
-            self.arm.events.watchdog_holds += 1
-            self.arm.events.note(f"controller watchdog: no policy action for "
-                                 f"{self.config.watchdog_s * 1000:.0f} ms, holding")
-            self._target = np.asarray(self.arm.hold(), dtype=np.float32)
         if (len(self._queue) <= self.config.request_threshold and not self._in_flight and self._pending is None
                 and now >= self._retry_at):
             missing = [name for name in (self._metadata.camera_names if self._metadata else self.cameras)
@@ -424,16 +464,22 @@ class Controller:
                 with self._lock:
                     self._link_error = str(e)
 
+    def _refuse(self, error: Exception) -> None:
+        """This server cannot drive this robot (any more): end the rollout, say why, retry slowly."""
+        with self._lock:
+            self._in_flight = False
+            self._refusal = error
+            self._metadata = None            # the request thread says hello again before the next infer
+            if self._mode == Mode.POLICY:
+                self._enter(Mode.IDLE)
+            self._last_error = str(error)
+            self._retry_at = time.monotonic() + 5.0
+
     def _handshake(self) -> bool:
         try:
             metadata = self.policy.hello(action_dim=self.spec.action_dim, camera_names=list(self.cameras))
         except (PolicyMismatchError, VersionMismatchError) as e:
-            with self._lock:                 # retrying soon will not help: say why and retry slowly
-                self._refusal = e
-                if self._mode == Mode.POLICY:
-                    self._enter(Mode.IDLE)
-                self._last_error = str(e)
-                self._retry_at = time.monotonic() + 5.0
+            self._refuse(e)
             return False
         except PolicyClientError as e:
             with self._lock:
@@ -448,6 +494,18 @@ class Controller:
     def _run_request(self, request: _Request) -> None:
         try:
             chunk = self.policy.infer(request.obs)
+        except (PolicyMismatchError, VersionMismatchError) as e:   # the server restarted with another policy
+            self._refuse(e)
+            return
+        except NonFiniteActionsError as e:     # a broken policy: end the rollout rather than stutter
+            with self._lock:
+                self._in_flight = False
+                if request.epoch == self._epoch and self._mode == Mode.POLICY:
+                    self._enter(Mode.IDLE)
+                self._last_error = f"the policy returned NaN/inf actions, so the rollout was stopped and the arm " \
+                                   f"holds: {e}"
+                self._retry_at = time.monotonic() + self.config.retry_s
+            return
         except (PolicyClientError, ValueError) as e:
             with self._lock:
                 self._in_flight = False
@@ -457,6 +515,7 @@ class Controller:
         arrived = time.monotonic()
         with self._lock:
             self._in_flight = False
+            self._metadata = self.policy.metadata or self._metadata   # a restarted server may have said hello anew
             if request.epoch != self._epoch or self._mode != Mode.POLICY:
                 return                          # STOP/PAUSE/mode change since: the chunk is stale
             selected = np.asarray(chunk.actions, dtype=np.float64)[

@@ -49,7 +49,7 @@ PIPER_SPEC = RobotSpec(
 # -- unit conversions (the only place where SDK units appear) --------------------------------------
 def rad_to_sdk(rad: np.ndarray) -> list[int]:
     """Joint angles in rad -> piper-sdk JointCtrl units (int, 0.001 degree)."""
-    return [int(round(math.degrees(float(r)) * 1000.0)) for r in rad]
+    return [round(math.degrees(float(r)) * 1000.0) for r in rad]
 
 
 def sdk_to_rad(millideg: list[int]) -> np.ndarray:
@@ -58,7 +58,7 @@ def sdk_to_rad(millideg: list[int]) -> np.ndarray:
 
 def gripper_to_sdk(opening: float, open_mm: float) -> int:
     """Gripper 0..1 (1 = open) -> piper-sdk GripperCtrl units (int, 0.001 mm of stroke)."""
-    return int(round(min(max(float(opening), 0.0), 1.0) * open_mm * 1000.0))
+    return round(min(max(float(opening), 0.0), 1.0) * open_mm * 1000.0)
 
 
 def sdk_to_gripper(micrometres: int, open_mm: float) -> float:

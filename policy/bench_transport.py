@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import time
 
 import numpy as np
 
 from policy.client import PolicyClient
+from policy.netutil import free_port
 from policy.runner import Observation
 from policy.server import spawn
 
@@ -28,12 +28,6 @@ CASES = {
     "3 views 320x240": (["head", "left_wrist", "right_wrist"], (240, 320)),
     "composite 384x320 (paper)": (["composite"], (384, 320)),
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def bench_case(cameras: list[str], size: tuple[int, int], requests: int, warmup: int, log_level: str) -> dict:

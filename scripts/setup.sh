@@ -34,7 +34,7 @@ if [ ! -f "$stamp" ]; then
     echo "[setup] installing $TORCH_SPEC and the project into $VENV"
     # shellcheck disable=SC2086
     "$VENV/bin/pip" install -q $TORCH_SPEC
-    "$VENV/bin/pip" install -q -e ".[test]"
+    "$VENV/bin/pip" install -q -e ".[test,piper]"
     rm -f "$VENV"/.installed-*
     touch "$stamp"
 fi

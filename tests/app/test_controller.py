@@ -1,5 +1,4 @@
 """app.controller driving the MuJoCo sim arm with a real policy server process."""
-import socket
 import subprocess
 import sys
 import threading
@@ -8,20 +7,24 @@ import time
 import numpy as np
 import pytest
 
-from app.controller import Controller, ControllerConfig, Mode, chunk_indices, merge_actions
+from app.controller import (
+    Controller,
+    ControllerConfig,
+    Mode,
+    StoppedError,
+    chunk_indices,
+    merge_actions,
+)
+from hardware.arm import Arm, ArmError, ArmState
 from hardware.safety import SafeArm, SafetyConfig
 from hardware.sim.env import SimConfig
 from hardware.sim.robot import SimRobot
+from policy import testing_runner
 from policy.client import PolicyClient, PolicyMismatchError
-from policy.server import spawn
+from policy.netutil import free_port
+from policy.server import PolicyServer, ServerConfig, spawn
 
 PERIOD = 0.1   # 10 Hz
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(address: str, delay_ms: float = 150, action_dim: int = 14):
@@ -40,6 +43,67 @@ class TimedSafeArm(SafeArm):
     def hold(self):
         self.hold_times.append(time.monotonic())
         return super().hold()
+
+
+class FlakyArm(Arm):
+    """The sim arm, but every call raises ArmError while `failing` is set (a CAN bus hiccup)."""
+
+    def __init__(self, inner: Arm):
+        self.inner, self.spec, self.failing, self.failures = inner, inner.spec, False, 0
+
+    def _check(self):
+        if self.failing:
+            self.failures += 1
+            raise ArmError("no reply from the arm on can0 (test hiccup)")
+
+    def connect(self):
+        self.inner.connect()
+
+    def disconnect(self):
+        self.inner.disconnect()
+
+    @property
+    def is_connected(self) -> bool:
+        return self.inner.is_connected
+
+    def read_state(self) -> ArmState:
+        self._check()
+        return self.inner.read_state()
+
+    def command(self, target):
+        self._check()
+        self.inner.command(target)
+
+
+class NaNRunner(testing_runner.TestingRunner):
+    """A real runner whose third chunk holds a NaN (a diverged model)."""
+
+    def infer(self, obs):
+        chunk = super().infer(obs)
+        if chunk.chunk_id >= 2:
+            chunk.actions = chunk.actions.copy()
+            chunk.actions[4, 1] = np.nan
+        return chunk
+
+
+def log_ticks(controller) -> list[tuple]:
+    """(TickRecord, time of the arm's latest hold when the tick ended) for every tick from now on."""
+    log = []
+    controller.add_tick_listener(lambda r: log.append((r, max(controller.arm.hold_times, default=0.0))))
+    return log
+
+
+def assert_held_by_the_first_tick_after(log, stopped_at: float):
+    """STOP holds at once (the wake path) or at the latest at the start of the next tick."""
+    wait_for(lambda: any(r.timestamp >= stopped_at for r, _ in list(log)), 5, "a tick after STOP")
+    record, last_hold = next((r, h) for r, h in list(log) if r.timestamp >= stopped_at)
+    assert last_hold >= stopped_at, "the first tick after STOP ended without a hold"
+    assert record.mode == Mode.IDLE and not record.commanded
+
+
+def wait_ticks(controller, n: int):
+    target = controller.status().tick + n
+    wait_for(lambda: controller.status().tick >= target, 5 + n * PERIOD * 5, f"{n} ticks")
 
 
 def wait_for(condition, timeout_s: float, what: str):
@@ -81,10 +145,11 @@ def server():
 def make_controller(robot):
     made = []
 
-    def make(address=None, timeout_s=5.0, **config):
+    def make(address=None, timeout_s=5.0, arm=None, **config):
         robot.reset(seed=0)
         client = PolicyClient(address, timeout_s=timeout_s, hello_timeout_s=timeout_s) if address else None
-        controller = Controller(TimedSafeArm(robot.arm, SafetyConfig()), robot.cameras, client, ControllerConfig(**config))
+        controller = Controller(TimedSafeArm(arm or robot.arm, SafetyConfig()), robot.cameras, client,
+                                ControllerConfig(**config))
         made.append((controller, client))
         controller.start()
         return controller
@@ -117,6 +182,7 @@ def test_wam_drives_the_sim_arm_and_stop_holds_within_one_tick(robot, wam_server
     ticks, chunks = [], []
     controller = make_controller(wam_server, timeout_s=120)
     controller.add_tick_listener(ticks.append)
+    tick_log = log_ticks(controller)
     controller.add_chunk_listener(chunks.append)
     home = robot.measured().copy()
     controller.set_instruction("put the red block on the plate")
@@ -131,12 +197,10 @@ def test_wam_drives_the_sim_arm_and_stop_holds_within_one_tick(robot, wam_server
 
     stopped_at = time.monotonic()
     controller.stop()                       # the WAM is computing the next chunk right now
-    wait_for(lambda: controller.arm.holding, 2, "the arm to hold")
-    hold_ms = (min(t for t in controller.arm.hold_times if t >= stopped_at) - stopped_at) * 1000
-    assert hold_ms < PERIOD * 1000, f"STOP took {hold_ms:.0f} ms, more than one tick"
+    assert_held_by_the_first_tick_after(tick_log, stopped_at)
     held_target, n_ticks = robot.target(), len(ticks)
     wait_for(lambda: not controller.status().request_in_flight, 120, "the in-flight reply")
-    time.sleep(2 * PERIOD)
+    wait_ticks(controller, 2)
     assert len(chunks) == 1                 # the reply that came after STOP was dropped
     np.testing.assert_array_equal(robot.target(), held_target)
     assert not any(t.commanded for t in ticks[n_ticks:]) and all(t.mode == Mode.IDLE for t in ticks[n_ticks:])
@@ -147,6 +211,7 @@ def test_policy_mode_moves_the_arm_and_stop_holds_within_one_tick(robot, server,
     controller = make_controller(server)
     controller.add_tick_listener(ticks.append)
     controller.add_chunk_listener(chunks.append)
+    tick_log = log_ticks(controller)
     home = robot.measured().copy()
     controller.set_instruction("put the red block on the plate")
     controller.start_policy()
@@ -157,7 +222,7 @@ def test_policy_mode_moves_the_arm_and_stop_holds_within_one_tick(robot, server,
     status = controller.status()
     assert status.mode == Mode.POLICY and status.server_connected and status.policy_metadata.preset == "testing"
     assert {"capture", "serialise", "network", "inference", "execution"} <= set(status.stage_ms)
-    assert all(ms >= 150 for ms in status.latency_history), status.latency_history   # 150 ms inference each
+    assert min(status.latency_history) > 100, status.latency_history   # each includes 150 ms of inference
     # Tick records carry the three views, the state and what was sent.
     record = ticks[-1]
     assert set(record.images) == {"head", "left_wrist", "right_wrist"} and record.state.shape == (14,)
@@ -169,12 +234,11 @@ def test_policy_mode_moves_the_arm_and_stop_holds_within_one_tick(robot, server,
 
     stopped_at = time.monotonic()
     controller.stop()                       # a request is in flight right now
-    wait_for(lambda: controller.arm.holding, 2, "the arm to hold")
-    hold_ms = (min(t for t in controller.arm.hold_times if t >= stopped_at) - stopped_at) * 1000
-    assert hold_ms < PERIOD * 1000, f"STOP took {hold_ms:.0f} ms, more than one tick"
+    assert_held_by_the_first_tick_after(tick_log, stopped_at)
     held_target = robot.target()
     n_chunks, n_ticks = len(chunks), len(ticks)
-    time.sleep(0.6)                         # the in-flight reply arrives meanwhile and must be dropped
+    wait_for(lambda: not controller.status().request_in_flight, 10, "the in-flight reply")   # dropped
+    wait_ticks(controller, 2)
     assert len(chunks) == n_chunks
     np.testing.assert_array_equal(robot.target(), held_target)
     assert not any(t.commanded for t in ticks[n_ticks:]) and all(t.mode == Mode.IDLE for t in ticks[n_ticks:])
@@ -200,13 +264,13 @@ def test_server_restart_arm_holds_then_recovers(robot, make_controller):
     address = f"tcp://127.0.0.1:{free_port()}"
     proc = start_server(address, delay_ms=50)
     try:
-        controller = make_controller(address, timeout_s=2.0, watchdog_s=0.3)
+        controller = make_controller(address, timeout_s=2.0)
         controller.set_instruction("wipe the table")
         controller.start_policy()
         wait_for(lambda: controller.status().chunk_count >= 2, 10, "chunks")
         proc.kill()
         proc.wait(10)
-        wait_for(lambda: controller.arm.holding, 5.0, "the watchdog to hold")
+        wait_for(lambda: controller.arm.holding, 5.0, "SafeArm's watchdog to hold")
         held = robot.target()
         wait_for(lambda: "policy request failed" in controller.status().last_error, 5, "a plain error")
         assert controller.status().mode == Mode.POLICY         # still trying, not moving
@@ -232,16 +296,19 @@ def test_teleop_is_dead_man(robot, make_controller):
         controller.teleop_command(gripper={0: 0.5})
     with pytest.raises(ValueError, match="needs \\(14,\\)"):
         controller.teleop_command(joint_velocity=np.zeros(3))
+    ticks = []
+    controller.add_tick_listener(ticks.append)
     velocity = np.zeros(14)
-    velocity[0] = 0.5                       # rad/s on the left waist
+    velocity[0] = 0.5                       # rad/s on the left waist: 0.05 rad per 10 Hz tick
     start = robot.target()[0]
     for _ in range(10):                     # 0.5 s of held-down key
         controller.teleop_command(joint_velocity=velocity, gripper={6: 0.2})
         time.sleep(0.05)
     moved = robot.target()[0] - start
-    assert 0.1 < moved < 0.4, f"teleop moved the waist target by {moved:.3f} rad"
+    moving = sum(t.commanded for t in list(ticks))   # ticks that sent a jog step (however many the CPU ran)
+    assert moving >= 1 and 0 < moved <= moving * 0.05 + 1e-4, f"{moved:.3f} rad in {moving} commanded ticks"
     assert abs(robot.target()[6] - 0.2) < 1e-3     # gripper set by the gripper dict
-    wait_for(lambda: controller.arm.holding, 0.4, "the dead-man to release")
+    wait_for(lambda: controller.arm.holding, 2.0, "the dead-man to release")
     released = robot.target()
     time.sleep(0.3)
     np.testing.assert_array_equal(robot.target(), released)
@@ -292,3 +359,102 @@ def test_no_server_means_a_plain_error_and_a_holding_arm(robot, make_controller)
     status = controller.status()
     assert status.mode == Mode.POLICY and not status.server_connected and status.chunk_count == 0
     assert controller.arm.holding
+
+
+def test_stop_latches_until_a_mode_button(robot, make_controller):
+    """A jog stream still arriving after STOP (held key, stick) must not switch teleop back on."""
+    controller = make_controller(None)
+    controller.start_teleop()
+    velocity = np.zeros(14)
+    velocity[1] = 0.5
+    controller.teleop_command(joint_velocity=velocity)
+    controller.stop()
+    assert controller.status().stopped and controller.status().mode == Mode.IDLE
+    with pytest.raises(StoppedError, match="STOPPED: press Teleop mode to jog again"):
+        controller.start_teleop(explicit=False)       # what a jog from the page asks for
+    with pytest.raises(RuntimeError, match="start_teleop"):
+        controller.teleop_command(joint_velocity=velocity)
+    wait_ticks(controller, 3)
+    assert controller.status().mode == Mode.IDLE and controller.arm.holding
+    controller.pause()                                # PAUSE does not clear the latch
+    assert controller.status().stopped
+    controller.start_teleop()                         # the Teleop mode button does
+    assert not controller.status().stopped and controller.status().mode == Mode.TELEOP
+    controller.start_teleop(explicit=False)           # and later jogs may switch again after a PAUSE
+    controller.pause()
+    controller.start_teleop(explicit=False)
+    assert controller.status().mode == Mode.TELEOP
+
+
+def test_arm_errors_do_not_kill_the_control_thread(robot, make_controller):
+    flaky = FlakyArm(robot.arm)
+    controller = make_controller(None, arm=flaky, max_arm_errors=3)
+    ticks = []
+    controller.add_tick_listener(ticks.append)
+    controller.start_teleop()
+    wait_ticks(controller, 2)
+    flaky.failing = True                              # read_state, command and hold all raise now
+    controller.stop()                                 # the wake path's hold fails too
+    controller.start_teleop()
+    wait_for(lambda: controller.status().mode == Mode.IDLE, 10, "IDLE after repeated arm errors")
+    status = controller.status()
+    assert status.mode == Mode.IDLE and "ticks in a row" in status.last_error, status.last_error
+    assert "can0" in status.last_error
+    flaky.failing = False
+    n = len(ticks)
+    wait_for(lambda: len(ticks) >= n + 3, 10, "ticks after the arm recovered")
+    assert all(t.mode == Mode.IDLE and not t.commanded for t in ticks[n:])
+    assert controller.arm.holding                     # the pending hold went through on recovery
+    controller.start_teleop()                         # and the operator can drive again
+    velocity = np.zeros(14)
+    velocity[0] = 0.5
+    start = robot.target()[0]
+    for _ in range(6):
+        controller.teleop_command(joint_velocity=velocity)
+        time.sleep(0.05)
+    assert robot.target()[0] > start
+
+
+def test_a_chunk_with_nan_ends_the_rollout(robot, make_controller):
+    runner = NaNRunner(testing_runner.TestingRunnerConfig(delay_s=0.02))
+    server = PolicyServer(runner, ServerConfig(bind=f"tcp://127.0.0.1:{free_port()}"))
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    try:
+        ticks = []
+        controller = make_controller(server.address)
+        controller.add_tick_listener(ticks.append)
+        controller.set_instruction("stack the cups")
+        controller.start_policy()
+        wait_for(lambda: controller.status().mode == Mode.IDLE, 10, "the rollout to end")
+        status = controller.status()
+        assert "NaN/inf actions" in status.last_error and "rollout was stopped" in status.last_error
+        assert status.chunk_count == 2 and status.queue_length == 0     # the third chunk never queued
+        assert all(np.isfinite(t.action).all() for t in list(ticks))
+        n = len(ticks)
+        wait_ticks(controller, 3)
+        assert not any(t.commanded for t in ticks[n:]) and controller.arm.holding
+    finally:
+        server.stop()
+        thread.join(10)
+
+
+def test_server_restarted_with_another_policy_is_refused(robot, make_controller):
+    address = f"tcp://127.0.0.1:{free_port()}"
+    proc = start_server(address, delay_ms=20)
+    try:
+        controller = make_controller(address, timeout_s=1.0)
+        controller.set_instruction("wipe the table")
+        controller.start_policy()
+        wait_for(lambda: controller.status().chunk_count >= 1, 10, "a chunk")
+        proc.terminate()
+        proc.wait(10)
+        proc = start_server(address, delay_ms=20, action_dim=7)   # same address, a 7-d policy now
+        wait_for(lambda: controller.status().mode == Mode.IDLE, 15, "the refusal")
+        status = controller.status()
+        assert "7-d actions" in status.last_error and "this robot has 14" in status.last_error
+        with pytest.raises(PolicyMismatchError, match="7-d actions"):
+            controller.start_policy()
+    finally:
+        proc.terminate()
+        proc.wait(10)

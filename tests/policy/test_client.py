@@ -1,5 +1,4 @@
 """policy.client against real server processes: clear errors, resizing, threads, reconnecting."""
-import socket
 import threading
 import time
 
@@ -9,6 +8,7 @@ import zmq
 
 from policy import protocol
 from policy.client import (
+    NonFiniteActionsError,
     PolicyClient,
     PolicyMismatchError,
     PolicyServerError,
@@ -16,17 +16,12 @@ from policy.client import (
     ServerNotRunningError,
     VersionMismatchError,
 )
+from policy.netutil import free_port
 from policy.protocol import ErrorCode
-from policy.runner import Observation
+from policy.runner import ActionChunk, Observation, PolicyMetadata
 from policy.server import spawn
 
 CAMERAS = ["head", "left_wrist", "right_wrist"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def observation(size=(480, 640), state_dim=14) -> Observation:
@@ -165,6 +160,40 @@ def test_version_mismatch_is_reported():
         with PolicyClient(f"tcp://127.0.0.1:{port}", hello_timeout_s=5) as client:
             with pytest.raises(VersionMismatchError, match="speaks protocol 99.*same release"):
                 client.hello()
+    finally:
+        thread.join(10)
+        router.close()
+        context.term()
+
+
+def test_a_chunk_with_nan_is_refused_as_a_whole():
+    """A bare ROUTER that speaks the protocol but sends one NaN among the actions."""
+    context = zmq.Context()
+    router = context.socket(zmq.ROUTER)
+    router.linger = 0
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    metadata = PolicyMetadata(preset="nan", action_dim=14, chunk_length=16, camera_names=CAMERAS,
+                              image_sizes={name: [240, 320] for name in CAMERAS}, control_hz=10.0, scene_prefix="")
+
+    def bad_server():
+        for _ in range(2):                    # hello, then one infer
+            if not router.poll(5000):
+                return
+            identity, *frames = router.recv_multipart()
+            msg = protocol.decode(frames)
+            if msg.type == "hello":
+                reply = protocol.encode("hello", msg.id, {"metadata": metadata.to_dict()})
+            else:
+                actions = np.zeros((16, 14), np.float32)
+                actions[5, 3] = np.nan
+                reply = protocol.encode_chunk(msg.id, ActionChunk(actions=actions, chunk_id=7, timings_ms={}))
+            router.send_multipart([identity] + reply)
+    thread = threading.Thread(target=bad_server)
+    thread.start()
+    try:
+        with PolicyClient(f"tcp://127.0.0.1:{port}", timeout_s=5, hello_timeout_s=5) as client:
+            with pytest.raises(NonFiniteActionsError, match="chunk 7 holds 1 NaN/inf actions and was refused"):
+                client.infer(observation())
     finally:
         thread.join(10)
         router.close()

@@ -11,18 +11,18 @@ import pytest
 import zmq
 
 from policy import protocol
-from policy.client import PolicyClient, PolicyServerError, ServerNotRunningError
+from policy.client import (
+    NonFiniteActionsError,
+    PolicyClient,
+    PolicyServerError,
+    ServerNotRunningError,
+)
+from policy.netutil import free_port
 from policy.protocol import ErrorCode
 from policy.runner import Observation
 from policy.server import check_bind, is_local_address, spawn
 
 CAMERAS = ["head", "left_wrist", "right_wrist"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def observation(instruction="pick up the cup", size=(240, 320)) -> Observation:
@@ -115,6 +115,17 @@ def test_a_failing_model_gets_an_error_reply_and_the_server_goes_on(server):
             client.infer(observation("explode"))
         assert info.value.code == ErrorCode.INTERNAL
         assert client.infer(observation("calm down")).actions.shape == (16, 14)
+
+
+def test_non_finite_actions_are_replied_as_an_error_not_sent(server):
+    """The testing runner walks from the measured state: a NaN state makes it return NaN actions."""
+    with PolicyClient(server) as client:
+        obs = observation()
+        obs.state[2] = np.nan
+        with pytest.raises(NonFiniteActionsError, match="NaN/inf values in chunk .* not sent") as info:
+            client.infer(obs)
+        assert info.value.code == ErrorCode.NON_FINITE
+        assert np.isfinite(client.infer(observation()).actions).all()     # and the server goes on
 
 
 def test_ipv6_loopback():
