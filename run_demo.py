@@ -46,6 +46,8 @@ def parse_args(argv: list[str] | None = None) -> StackConfig:
     p.add_argument("--robot", default="sim", help="robot adapter (default: sim, the embedded MuJoCo scene)")
     p.add_argument("--rig", help="rig file (TOML/JSON): camera adapters and serials, arm, safety settings")
     p.add_argument("--policy", help="tcp://HOST:PORT of a running policy server (then none is started here)")
+    p.add_argument("--policy-keys", metavar="DIR",
+                   help="CurveZMQ keys (python -m policy.keys generate DIR) for a --policy server off loopback")
     p.add_argument("--policy-port", type=int, default=5555, help="port of the child policy server (default 5555)")
     p.add_argument("--checkpoint", help="checkpoint for the child policy server (default assets/checkpoints/sim-tiny)")
     p.add_argument("--policy-arg", action="append", default=[], metavar="ARG",
@@ -78,7 +80,10 @@ def parse_args(argv: list[str] | None = None) -> StackConfig:
                 "(or keep the default --host 127.0.0.1 and tunnel, e.g. ssh -L 7860:127.0.0.1:7860)")
     if args.policy and not args.policy.startswith(("tcp://", "ipc://")):
         p.error(f"--policy {args.policy!r} must look like tcp://HOST:PORT")
-    return StackConfig(robot=args.robot, rig=args.rig, policy=args.policy, policy_port=args.policy_port,
+    if args.policy_keys and not args.policy:
+        p.error("--policy-keys goes with --policy tcp://HOST:PORT (the local child server listens on loopback)")
+    return StackConfig(robot=args.robot, rig=args.rig, policy=args.policy, policy_keys=args.policy_keys,
+                       policy_port=args.policy_port,
                        checkpoint=args.checkpoint, policy_args=args.policy_arg,
                        policy_timeout_s=args.policy_timeout, policy_nice=args.policy_nice,
                        dataset=None if args.no_record else args.dataset, host=args.host, port=args.port,

@@ -1,7 +1,7 @@
 """The control loop: the only writer to the arm, in idle, policy or teleop mode.
 
 Two threads. The control thread ticks at control_hz: it reads the cameras and the arm, sends
-at most one command through the SafeArm, runs the watchdogs and reports a TickRecord. The
+at most one command through the SafeArm, runs SafeArm's watchdog and reports a TickRecord. The
 request thread talks to the policy server, so a slow or dead server never stalls a tick.
 
 Policy mode is receding-horizon and asynchronous: when `request_threshold` or fewer actions
@@ -309,7 +309,7 @@ class Controller:
                     self._wake.clear()
                     try:
                         self._apply_hold()
-                    except ArmError as e:        # _hold_now stays set: the next tick tries again
+                    except Exception as e:       # _hold_now stays set: the next tick tries again
                         self._tick_failed(e)
 
     def _tick_failed(self, error: Exception) -> None:
@@ -319,16 +319,17 @@ class Controller:
         self._arm_errors += 1
         try:
             self.arm.hold()
-        except ArmError as e:                    # the arm cannot even hold now: the next tick retries
-            log.warning("could not hold the arm after a failed tick: %s", e)
+        except Exception as e:                   # the arm cannot even hold now: the next tick retries
+            log.warning("could not hold the arm after a failed tick: %s: %s", type(e).__name__, e)
         with self._lock:
             if self._arm_errors < self.config.max_arm_errors:
                 self._last_error = f"control tick failed: {type(error).__name__}: {error}"
                 return
             if self._mode != Mode.IDLE:
                 self._enter(Mode.IDLE)
-            self._last_error = (f"the arm failed {self._arm_errors} ticks in a row ({error}): stopped, "
-                                "trying to hold; check the arm's connection, then choose a mode again")
+            self._last_error = (f"{self._arm_errors} control ticks in a row failed ({type(error).__name__}: "
+                                f"{error}): stopped, trying to hold; check the arm's connection, then choose "
+                                "a mode again")
 
     def _apply_hold(self) -> bool:
         with self._lock:

@@ -37,6 +37,7 @@ class StackConfig:
     robot: str = "sim"                       # "sim", or an arm adapter from the rig file
     rig: str | None = None                   # TOML/JSON rig file (cameras, arm, safety)
     policy: str | None = None                # tcp://HOST:PORT of a running server; None = start a child
+    policy_keys: str | None = None           # CurveZMQ key directory for a server off loopback (policy.keys)
     policy_port: int = 5555                  # the child server's port (loopback)
     checkpoint: str | None = None            # default: assets/checkpoints/sim-tiny
     policy_args: list[str] = field(default_factory=list)   # extra flags for the child server
@@ -166,7 +167,8 @@ class DemoStack:
             address = self.policy_process.start(cfg.policy_ready_s, self._stopping)
         else:
             address = cfg.policy
-        self.client = PolicyClient(address, timeout_s=cfg.policy_timeout_s)
+        self.client = PolicyClient(address, timeout_s=cfg.policy_timeout_s,
+                                   keys=cfg.policy_keys if cfg.policy else None)
         metadata = self._handshake(address)
         log.info("policy %s ready at %s (H=%d, cameras %s)", metadata.preset, address, metadata.chunk_length,
                  ", ".join(metadata.camera_names))

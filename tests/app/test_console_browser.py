@@ -118,6 +118,8 @@ def test_record_a_teleop_episode_with_the_keyboard(page, demo):
     page.click("#rec-start")
     wait_status(page, "s.recording.recording && s.recording.kind === 'teleop'", 10)
     start = joints(page)
+    page.click("#ewam-teleop")               # STOP (previous test) latched: only a mode button resumes
+    wait_status(page, "s.mode === 'teleop'", 10)
     page.click("#ewam-title")                # focus off the text boxes: keys jog the arm
     page.keyboard.press("1")                 # left arm
     page.keyboard.down("q")                  # joint 1 +, held
@@ -219,6 +221,36 @@ def test_jog_buttons_and_gamepad_drive_the_arm(page, demo):
         assert after_button[0] - after_pad[0] > 0.2, "the gamepad stick did not move the joint"
         time.sleep(1.0)
         assert np.abs(joints(pad_page) - after_pad).max() < 0.01, "the arm moved with the stick released"
+    finally:
+        pad_page.close()
+
+
+def test_stop_holds_while_the_gamepad_stick_stays_pushed(page, demo):
+    """The page keeps sending jogs while the stick is pushed; STOP must win until Teleop mode is pressed."""
+    pad_page = page.context.new_page()
+    try:
+        pad_page.add_init_script(FAKE_GAMEPAD)
+        pad_page.goto(demo.url)
+        pad_page.wait_for_function("() => window.ewamStatus && window.ewamStatus.joints", timeout=60_000)
+        pad_page.click("text=Take control")
+        pad_page.wait_for_function("() => window.ewamStatus.operator", timeout=15_000)
+        pad_page.click("#ewam-teleop")
+        wait_status(pad_page, "s.mode === 'teleop'", 10)
+        start = joints(pad_page)
+        pad_page.evaluate("() => { window.__pad.axes[0] = 1.0; }")          # left waist +, and keep it there
+        pad_page.wait_for_function(f"() => window.ewamStatus.joints[0] > {start[0] + 0.05}", timeout=15_000)
+        pad_page.click("#ewam-stop")
+        wait_status(pad_page, "s.mode === 'idle' && s.holding", 5)
+        pad_page.wait_for_function("() => document.querySelector('.teleop-msg').textContent.includes('STOPPED')",
+                                   timeout=10_000)
+        time.sleep(1.0)                                  # the dead-man hold settles
+        held = joints(pad_page)
+        time.sleep(1.5)                                  # ~30 jogs arrive meanwhile
+        assert status(pad_page)["mode"] == "idle", "a held stick undid STOP"
+        assert np.abs(joints(pad_page) - held).max() < 0.01, "the arm moved after STOP with the stick pushed"
+        pad_page.click("#ewam-teleop")                   # the explicit mode button resumes jogging
+        pad_page.wait_for_function(f"() => window.ewamStatus.joints[0] > {held[0] + 0.05}", timeout=15_000)
+        pad_page.evaluate("() => { window.__pad.axes[0] = 0.0; }")
     finally:
         pad_page.close()
 

@@ -26,6 +26,14 @@ def test_auth_must_be_user_colon_password():
     assert result.returncode == 2 and "USER:PASS" in result.stderr
 
 
+def test_policy_keys_go_to_the_client_of_a_remote_server():
+    import run_demo as rd
+    cfg = rd.parse_args(["--policy", "tcp://10.1.2.3:5555", "--policy-keys", "keys/"])
+    assert cfg.policy_keys == "keys/"
+    result = run_demo("--policy-keys", "keys/")     # the local child listens on loopback: no keys
+    assert result.returncode == 2 and "--policy tcp://HOST:PORT" in result.stderr
+
+
 def test_an_unreachable_remote_policy_is_named(tmp_path):
     port = free_port()
     result = run_demo("--policy", f"tcp://127.0.0.1:{port}", "--dataset", str(tmp_path / "ds"), "--port",
