@@ -20,24 +20,15 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import argparse  # noqa: E402
-import ipaddress  # noqa: E402
 import logging  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
 
+from policy.netutil import is_loopback_host  # noqa: E402
 from app.stack import DemoStack, StackConfig, StackError  # noqa: E402
 
 log = logging.getLogger("run_demo")
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def parse_args(argv: list[str] | None = None) -> StackConfig:
@@ -75,7 +66,7 @@ def parse_args(argv: list[str] | None = None) -> StackConfig:
         if not sep or not user or not password:
             p.error("--auth must be USER:PASS, e.g. --auth operator:a-long-secret")
         auth = (user, password)
-    if not is_loopback(args.host) and auth is None:
+    if not is_loopback_host(args.host) and auth is None:
         p.error(f"--host {args.host} exposes the robot's controls to the network: add --auth USER:PASS "
                 "(or keep the default --host 127.0.0.1 and tunnel, e.g. ssh -L 7860:127.0.0.1:7860)")
     if args.policy and not args.policy.startswith(("tcp://", "ipc://")):

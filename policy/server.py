@@ -19,7 +19,6 @@ all logs go to stderr); spawn() starts a server as a child process and waits for
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import logging
 import os
 import selectors
@@ -35,12 +34,12 @@ import numpy as np
 import zmq
 
 from policy import protocol
+from policy.netutil import is_loopback_host
 from policy.scheduler import FairScheduler, Job
 from policy.protocol import ErrorCode, Message, ProtocolError
 from policy.runner import PROTOCOL_VERSION, PolicyRunner
 
 log = logging.getLogger("policy.server")
-LOOPBACK_NAMES = {"localhost", "lo", "ip6-localhost"}
 
 
 class InsecureBindError(RuntimeError):
@@ -54,13 +53,7 @@ def is_local_address(address: str) -> bool:
         return True
     if scheme != "tcp" or not rest:
         raise ValueError(f"bind address {address!r} is not tcp://HOST:PORT, ipc://PATH or inproc://NAME")
-    host = rest.rsplit(":", 1)[0].strip("[]")
-    if host in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False          # "*", an interface name or a host name: assume it is reachable from outside
+    return is_loopback_host(rest.rsplit(":", 1)[0])
 
 
 def check_bind(address: str, keys_dir: str | None) -> None:
