@@ -107,3 +107,11 @@ def test_missing_or_unsupported_rig_file(tmp_path):
     (tmp_path / "rig.yaml").write_text("cameras: []")
     with pytest.raises(ValueError, match=r"\.toml or \.json"):
         load_rig(str(tmp_path / "rig.yaml"))
+
+
+def test_the_shipped_example_rig_parses():
+    from pathlib import Path
+    rig = load_rig(str(Path(__file__).resolve().parents[2] / "assets" / "rigs" / "piper_realsense.toml"))
+    assert [c.name for c in rig.cameras] == ["head", "left_wrist", "right_wrist"]
+    assert all(c.adapter == "realsense" and isinstance(c.serial, str) for c in rig.cameras)
+    assert rig.arm.adapter == "piper" and rig.safety.watchdog_s == 0.2
