@@ -44,9 +44,10 @@ def parse_args(argv: list[str] | None = None) -> StackConfig:
     p.add_argument("--policy-arg", action="append", default=[], metavar="ARG",
                    help="extra flag for the child policy server, repeatable (e.g. --policy-arg=--runner "
                         "--policy-arg=testing); replaces the checkpoint choice")
-    p.add_argument("--policy-nice", type=int, default=0,
+    p.add_argument("--policy-nice", type=int, default=10,
                    help="niceness of the child policy server: >0 lets the cameras and the control loop come first "
-                        "on a CPU-only machine, at the cost of policy latency (default 0)")
+                        "on a CPU-only machine (the policy runs asynchronously, a chunk lasts 1.6 s); 0 on a GPU "
+                        "box (default 10: measured 13.8 -> 16 fps per live camera on 2 cores)")
     p.add_argument("--policy-timeout", type=float, default=30.0,
                    help="seconds to wait for one action chunk before retrying (default 30)")
     p.add_argument("--dataset", default="data/demos", help="where episodes are recorded (default data/demos)")

@@ -42,7 +42,7 @@ class StackConfig:
     checkpoint: str | None = None            # default: assets/checkpoints/sim-tiny
     policy_args: list[str] = field(default_factory=list)   # extra flags for the child server
     policy_ready_s: float = 600.0            # model loading on a busy CPU can take minutes
-    policy_nice: int = 0                     # >0: the child model yields CPU to cameras and control loop
+    policy_nice: int = 10                    # >0: the child model yields CPU to cameras and control loop
     policy_timeout_s: float = 30.0           # per request; a CPU-only sim-tiny can take seconds per chunk
     dataset: str | None = "data/demos"       # None: recording off
     host: str = "127.0.0.1"
