@@ -187,7 +187,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--first-seed", type=int, default=0, help="offset into the held-out seeds")
     p.add_argument("--tasks", default="all", help="comma-separated task names, or all")
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {list(VARIANTS)}")
-    p.add_argument("--execute", type=int, default=8, help="actions run from each chunk before asking again")
+    p.add_argument("--execute", type=int, default=16,
+                   help="actions run from each chunk before asking again (paper, sim: all 16)")
     p.add_argument("--max-steps", type=int, default=None,
                    help="cap every episode at this many ticks (default: each task's own max_steps)")
     p.add_argument("--no-rate-limit", action="store_true", help="skip the safety layer's per-tick change cap")

@@ -18,7 +18,7 @@ from policy.runner import Observation
 
 @dataclass
 class RolloutConfig:
-    execute: int = 8                 # actions of each chunk run before the next request
+    execute: int = 16                # actions of each chunk run before the next request (paper, sim: all)
     rate_limit: bool = True          # cap the per-tick change like hardware.safety.SafeArm
     max_steps: int | None = None     # None: the task's own limit
 
