@@ -6,11 +6,14 @@ layer's checks (joint limits, per-tick change cap against the last target), as o
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from hardware.arm import Arm, ArmState
+from hardware.safety import SafeArm, SafetyConfig
 from hardware.sim.env import ALOHA_SPEC, SimEnv
 from hardware.sim.tasks import TASKS
 from policy.runner import Observation
@@ -41,20 +44,36 @@ def instruction_for(task: str, seed: int) -> str:
     return phrasings[np.random.default_rng(seed).integers(len(phrasings))]
 
 
-class SafetyFilter:
-    """The sim-side twin of SafeArm's chain: clip to the joint limits, cap the per-tick change."""
+class EnvArm(Arm):
+    """The synchronous SimEnv seen as an Arm, so that evaluation commands pass the very same
+    hardware.safety.SafeArm chain as the console's (not a copy of it)."""
 
-    def __init__(self, start: np.ndarray, rate_limit: bool = True):
-        self.lower, self.upper = np.asarray(ALOHA_SPEC.lower), np.asarray(ALOHA_SPEC.upper)
-        self.max_step = np.asarray(ALOHA_SPEC.max_step) if rate_limit and ALOHA_SPEC.max_step else None
-        self.last = np.asarray(start, np.float64)
+    spec = ALOHA_SPEC
 
-    def __call__(self, action: np.ndarray) -> np.ndarray:
-        a = np.clip(np.asarray(action, np.float64), self.lower, self.upper)
-        if self.max_step is not None:
-            a = np.clip(a, self.last - self.max_step, self.last + self.max_step)
-        self.last = a
-        return a.astype(np.float32)
+    def __init__(self, env: SimEnv):
+        self.env = env
+        self.target = np.asarray(env.target, np.float32)
+
+    def connect(self) -> None:
+        pass
+
+    def disconnect(self) -> None:
+        pass
+
+    @property
+    def is_connected(self) -> bool:
+        return True
+
+    def read_state(self) -> ArmState:
+        return ArmState(position=self.env.state(), timestamp=time.monotonic(), target=self.target)
+
+    def command(self, target: np.ndarray) -> None:
+        self.target = np.asarray(target, np.float32)   # run_episode steps the env with it
+
+
+def safe_env_arm(env: SimEnv, rate_limit: bool = True) -> SafeArm:
+    no_cap = None if rate_limit else (np.inf,) * ALOHA_SPEC.action_dim
+    return SafeArm(EnvArm(env), SafetyConfig(max_step=no_cap, watchdog_s=np.inf))
 
 
 def run_episode(env: SimEnv, client, task: str, seed: int, cfg: RolloutConfig,
@@ -62,7 +81,7 @@ def run_episode(env: SimEnv, client, task: str, seed: int, cfg: RolloutConfig,
     env.reset(task=task, seed=seed)
     instruction = instruction_for(task, seed)
     out = EpisodeOutcome(task, seed, instruction, False, 0, 0)
-    safety = SafetyFilter(env.target, cfg.rate_limit)
+    arm = safe_env_arm(env, cfg.rate_limit)
     video = _VideoWriter(video_path, instruction) if video_path is not None else None
     max_steps = env.task.max_steps if cfg.max_steps is None else min(cfg.max_steps, env.task.max_steps)
     try:
@@ -76,7 +95,7 @@ def run_episode(env: SimEnv, client, task: str, seed: int, cfg: RolloutConfig,
             for j, action in enumerate(chunk.actions[:cfg.execute]):
                 if video is not None:
                     video.add(images if j == 0 else env.render(), future, j)
-                env.step(safety(action))
+                env.step(arm.command(action).astype(np.float32))
                 out.steps += 1
                 if env.success():
                     out.success = True

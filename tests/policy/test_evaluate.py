@@ -83,11 +83,19 @@ def test_rollout_instruction_is_a_paraphrase():
     assert drawn <= set(TASKS["handover_bar"].instructions) and len(drawn) > 1
 
 
-def test_safety_filter_caps_per_tick_change():
-    from hardware.sim.env import ALOHA_SPEC
-    from policy.evaluation.rollout import SafetyFilter
-    home = np.asarray(ALOHA_SPEC.home, np.float32)
-    f = SafetyFilter(home)
-    out = f(home + 10.0)
-    assert np.all(out - home <= np.asarray(ALOHA_SPEC.max_step) + 1e-6)
-    assert np.all(out <= np.asarray(ALOHA_SPEC.upper) + 1e-6)
+def test_evaluation_actions_pass_the_safety_layer():
+    from hardware.safety import UnsafeCommandError
+    from hardware.sim.env import ALOHA_SPEC, SimConfig, SimEnv
+    from policy.evaluation.rollout import safe_env_arm
+    env = SimEnv(SimConfig(width=64, height=48))
+    try:
+        env.reset(seed=0)
+        arm = safe_env_arm(env)
+        start = env.state().astype(np.float64)
+        out = arm.command(start + 10.0)
+        assert np.all(out - start <= np.asarray(ALOHA_SPEC.max_step) + 1e-6)
+        assert np.all(out <= np.asarray(ALOHA_SPEC.upper) + 1e-6)
+        with pytest.raises(UnsafeCommandError):
+            arm.command(np.full(ALOHA_SPEC.action_dim, np.nan))
+    finally:
+        env.close()
