@@ -155,6 +155,11 @@ class SafeArm:
             if self._last_sent is not None and not self.config.dry_run:
                 self.arm.command(self._last_sent.astype(np.float32))
             raise
+        grippers = list(self.spec.gripper_indices)
+        if grippers and self._last_sent is not None:
+            # Grippers keep their last commanded opening: a gripper squeezing an object measures
+            # the object's width, and "holding" that would release the grip and drop the object.
+            position[grippers] = self._last_sent[grippers]
         self._send(position)
         self._holding = True
         return position

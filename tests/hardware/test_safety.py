@@ -184,3 +184,13 @@ def test_a_nan_measured_position_never_reaches_the_arm(arm):
     with pytest.raises(ArmError, match="invalid position"):
         safe.command([0.05, 0.6, 0.4], now=0.1)
     assert all(np.all(np.isfinite(c)) for c in arm.commands)
+
+
+def test_a_hold_keeps_the_gripper_squeezing(arm):
+    """STOP must not open a gripper that holds an object: grippers keep their commanded opening."""
+    safe = SafeArm(arm)
+    safe.command([0.05, 0.6, 0.0], now=0.0)          # close the gripper (the cap allows 0.5 per tick)
+    arm.position = np.array([0.05, 0.6, 0.3], dtype=np.float32)   # blocked by an object 0.3 wide
+    held = safe.hold()
+    assert held[2] == 0.0 and arm.commands[-1][2] == 0.0          # still squeezing
+    np.testing.assert_allclose(held[:2], [0.05, 0.6], rtol=1e-6)  # joints hold where they are
