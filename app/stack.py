@@ -12,7 +12,6 @@ import ctypes
 import dataclasses
 import os
 import logging
-import selectors
 import signal
 import subprocess
 import sys
@@ -80,28 +79,14 @@ class PolicyProcess:
         self.address: str | None = None
 
     def start(self, ready_timeout_s: float, should_stop: threading.Event) -> str:
-        from policy.server import READY_LINE
+        from policy.server import wait_until_ready
         self.proc = subprocess.Popen([sys.executable, "-m", "policy.server", *self.args], cwd=REPO,
                                      stdout=subprocess.PIPE, text=True, preexec_fn=_child_setup(self.nice))
-        deadline = time.monotonic() + ready_timeout_s
-        with selectors.DefaultSelector() as selector:
-            selector.register(self.proc.stdout, selectors.EVENT_READ)
-            while time.monotonic() < deadline and not should_stop.is_set():
-                if selector.select(timeout=0.2):
-                    line = self.proc.stdout.readline()
-                    if line.startswith(READY_LINE):
-                        self.address = line[len(READY_LINE):].strip()
-                        return self.address
-                    if line == "":
-                        code = self.proc.wait(timeout=10)
-                        raise StackError(f"the policy server exited with code {code} before it was ready; "
-                                         "its log above says why")
-                elif self.proc.poll() is not None:
-                    raise StackError(f"the policy server exited with code {self.proc.returncode} before it was ready")
-        if should_stop.is_set():
-            raise StackError("interrupted while the policy server was starting")
-        raise StackError(f"the policy server was not ready within {ready_timeout_s:.0f} s (still loading the model "
-                         "on a busy machine?); it was stopped")
+        try:
+            self.address = wait_until_ready(self.proc, ready_timeout_s, should_stop)
+        except RuntimeError as e:
+            raise StackError(f"the {e}") from None
+        return self.address
 
     def died(self) -> str | None:
         if self.proc is not None and self.proc.poll() is not None:

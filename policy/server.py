@@ -320,29 +320,38 @@ def build_runner(args: argparse.Namespace) -> PolicyRunner:
 READY_LINE = "policy server ready on "
 
 
-def spawn(args: list[str], ready_timeout_s: float = 300.0, env: dict | None = None) -> tuple[subprocess.Popen, str]:
-    """Start `python -m policy.server ARGS` as a child process; return it and its address once serving.
+def wait_until_ready(proc: subprocess.Popen, ready_timeout_s: float,
+                     should_stop: threading.Event | None = None) -> str:
+    """Read a spawned server's stdout until its ready line; return the address it serves on.
 
-    Raises RuntimeError with the child's exit code if it dies first (bad flags, insecure bind,
-    port in use: its stderr says why) or is not ready in time (it is then killed)."""
-    proc = subprocess.Popen([sys.executable, "-m", "policy.server", *args], stdout=subprocess.PIPE, text=True,
-                            env=env if env is not None else os.environ.copy())
+    Raises RuntimeError if it dies first (bad flags, insecure bind, port in use: its stderr says
+    why), if should_stop is set, or if it is not ready in time (it is then killed)."""
     deadline = time.monotonic() + ready_timeout_s
     with selectors.DefaultSelector() as selector:
         selector.register(proc.stdout, selectors.EVENT_READ)
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not (should_stop is not None and should_stop.is_set()):
             if selector.select(timeout=0.1):
                 line = proc.stdout.readline()
                 if line.startswith(READY_LINE):
-                    return proc, line[len(READY_LINE):].strip()
-                if line == "" and proc.wait(timeout=5) is not None:
+                    return line[len(READY_LINE):].strip()
+                if line == "" and proc.wait(timeout=10) is not None:
                     raise RuntimeError(f"policy server exited with code {proc.returncode} before it was ready "
                                        "(its log above says why)")
             elif proc.poll() is not None:
                 raise RuntimeError(f"policy server exited with code {proc.returncode} before it was ready")
     proc.kill()
     proc.wait()
-    raise RuntimeError(f"policy server was not ready within {ready_timeout_s:.0f} s; it was stopped")
+    if should_stop is not None and should_stop.is_set():
+        raise RuntimeError("interrupted while the policy server was starting")
+    raise RuntimeError(f"policy server was not ready within {ready_timeout_s:.0f} s (still loading the model "
+                       "on a busy machine?); it was stopped")
+
+
+def spawn(args: list[str], ready_timeout_s: float = 300.0, env: dict | None = None) -> tuple[subprocess.Popen, str]:
+    """Start `python -m policy.server ARGS` as a child process; return it and its address once serving."""
+    proc = subprocess.Popen([sys.executable, "-m", "policy.server", *args], stdout=subprocess.PIPE, text=True,
+                            env=env if env is not None else os.environ.copy())
+    return proc, wait_until_ready(proc, ready_timeout_s)
 
 
 def main(argv: list[str] | None = None) -> int:
