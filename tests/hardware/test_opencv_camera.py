@@ -9,6 +9,7 @@ import pytest
 
 from hardware.camera import CameraConfig, CameraError, CameraNotFoundError, StaleFrameError
 from hardware.opencv_camera import OpenCVCamera
+from frame_stream import new_frames
 
 W, H, FPS, N = 64, 48, 20, 16
 
@@ -44,23 +45,13 @@ def _frame_index(frame) -> int:
     return int(round((grey - 10) / 14))
 
 
-def _collect(camera: OpenCVCamera, seconds: float) -> list:
-    frames, last = [camera.latest()], camera.latest().seq
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        frame = camera.wait_for_frame(0.5, after_seq=last)
-        if frame is None:
-            break
-        frames.append(frame)
-        last = frame.seq
-    return frames
 
 
 def test_file_plays_in_order_at_camera_fps_then_goes_stale(video):
     camera = OpenCVCamera(_config(video, max_age_s=0.2))
     with camera:
         start = time.monotonic()
-        frames = _collect(camera, 5.0)
+        frames = new_frames(camera, 5.0, include_current=True)
         elapsed = time.monotonic() - start
         assert camera.ended
         time.sleep(0.25)
@@ -81,7 +72,7 @@ def test_file_plays_in_order_at_camera_fps_then_goes_stale(video):
 def test_loop_option_wraps_around(video):
     camera = OpenCVCamera(_config(video, options={"loop": True}))
     with camera:
-        frames = _collect(camera, 1.3)
+        frames = new_frames(camera, 1.3, include_current=True)
         assert not camera.ended
     indices = [_frame_index(f) for f in frames]
     assert len(frames) > N

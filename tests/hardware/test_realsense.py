@@ -18,6 +18,7 @@ import pytest
 
 from hardware.camera import CameraConfig, CameraDisconnectedError, CameraError, CameraNotFoundError, StaleFrameError
 from hardware.realsense import RealSenseCamera, list_devices
+from frame_stream import new_frames
 
 SERIAL = "817612070123"
 DEPTH_W, DEPTH_H = 80, 60          # depth at half the colour resolution
@@ -101,17 +102,6 @@ def _config(source: str, **kw) -> CameraConfig:
                         use_depth=True, source=source, options=options, **kw)
 
 
-def _drain(camera: RealSenseCamera, seconds: float) -> list:
-    """Every new frame (after the current one) until none arrives for 0.5 s."""
-    frames, last = [], camera.latest().seq
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        frame = camera.wait_for_frame(0.5, after_seq=last)
-        if frame is None:
-            break
-        frames.append(frame)
-        last = frame.seq
-    return frames
 
 
 def test_listing_without_devices_says_so():
@@ -141,7 +131,7 @@ def test_playback_keeps_serial_aligns_depth_and_orders_frames(recording):
     with camera:
         assert camera.serial == SERIAL
         frame = camera.read_latest()
-        frames = [frame] + _drain(camera, 3.0)
+        frames = [frame] + new_frames(camera, 3.0)
     assert len(frames) >= N_FRAMES // 2, f"only {len(frames)} frames arrived"
     seqs = [f.seq for f in frames]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
@@ -160,7 +150,7 @@ def test_playback_keeps_serial_aligns_depth_and_orders_frames(recording):
 def test_recording_end_makes_frames_stale(recording):
     camera = RealSenseCamera(_config(recording, max_age_s=0.2))
     with camera:
-        _drain(camera, 3.0)   # until the recording has ended
+        new_frames(camera, 3.0)   # until the recording has ended
         time.sleep(0.3)
         with pytest.raises(StaleFrameError, match="stalled"):
             camera.read_latest()
@@ -170,7 +160,7 @@ def test_recording_end_makes_frames_stale(recording):
 def test_recording_loop_option_keeps_frames_flowing(recording):
     camera = RealSenseCamera(_config(recording, options={"loop": True}))
     with camera:
-        frames = _drain(camera, 1.8)
+        frames = new_frames(camera, 1.8)
     assert len(frames) > N_FRAMES + 5
     counters = [int(f.rgb[0, 0, 0]) for f in frames]
     assert any(b < a for a, b in zip(counters, counters[1:])), "playback never wrapped around"

@@ -14,6 +14,7 @@ import pytest
 
 from hardware.camera import CameraConfig, CameraNotFoundError, StaleFrameError
 from hardware.replay_camera import ReplayCamera, episode_segment
+from frame_stream import new_frames
 
 W, H, FPS = 64, 48, 20
 EPISODE_LENGTHS = (10, 8)
@@ -67,16 +68,6 @@ def _config(source: str, **options) -> CameraConfig:
                         max_age_s=0.2, options=options)
 
 
-def _collect(camera: ReplayCamera, seconds: float) -> list:
-    frames, last = [camera.latest()], camera.latest().seq
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        frame = camera.wait_for_frame(0.5, after_seq=last)
-        if frame is None:
-            break
-        frames.append(frame)
-        last = frame.seq
-    return frames
 
 
 def test_episode_lookup_reads_v3_metadata(dataset):
@@ -88,7 +79,7 @@ def test_episode_lookup_reads_v3_metadata(dataset):
 def test_replays_exactly_one_episode_in_order_then_stops(dataset):
     camera = ReplayCamera(_config(dataset, episode=1))
     with camera:
-        frames = _collect(camera, 3.0)
+        frames = new_frames(camera, 3.0, include_current=True)
         assert camera.finished
         time.sleep(0.25)
         with pytest.raises(StaleFrameError):
@@ -104,7 +95,7 @@ def test_replays_exactly_one_episode_in_order_then_stops(dataset):
 def test_first_episode_loops(dataset):
     camera = ReplayCamera(_config(dataset, episode=0, loop=True))
     with camera:
-        frames = _collect(camera, 1.0)
+        frames = new_frames(camera, 1.0, include_current=True)
         assert not camera.finished
     indices = [frame_index(f.rgb) for f in frames]
     assert indices == [f.seq % 10 for f in frames] and frames[-1].seq >= 12
@@ -115,7 +106,7 @@ def test_plain_video_is_scaled_to_the_configured_size(tmp_path):
     write_video(path, 5, size=(128, 96))
     camera = ReplayCamera(_config(path))
     with camera:
-        frames = _collect(camera, 2.0)
+        frames = new_frames(camera, 2.0, include_current=True)
     assert [frame_index(f.rgb) for f in frames] == [f.seq for f in frames] and frames[-1].seq == 4
     assert frames[0].rgb.shape == (H, W, 3)
 
@@ -147,6 +138,6 @@ def test_replays_an_episode_recorded_by_the_dataset_writer(tmp_path):
         writer.wait(30)
     camera = ReplayCamera(_config(str(root), episode=1))
     with camera:
-        frames = _collect(camera, 3.0)
+        frames = new_frames(camera, 3.0, include_current=True)
     assert [frame_index(f.rgb) for f in frames] == [10 + f.seq for f in frames]
     assert frames[-1].seq == 8
