@@ -26,11 +26,11 @@ import torch.distributed as dist
 import torch.nn as nn
 
 from policy.checkpoint import load_checkpoint, prefixed, save_checkpoint, split_state
-from policy.model.codec import TinyCodec, build_codec
+from policy.model.codec import TinyCodec, build_codec, foreground_weight
 from policy.model.config import WAMConfig, get_preset
 from policy.model.text import build_text_encoder
 from policy.model.wam import EfficientWAM
-from policy.training.data import PreparedDataset, load_or_prepare
+from policy.training.data import PreparedDataset, dataset_roots, load_or_prepare
 from policy.training.latents import (LatentCache, embed_instructions, encode_dataset, fit_latent_stats,
                                      instruction_groups)
 from policy.training.stages import (BatchSource, Normaliser, StageConfig, default_stages, flow_losses,
@@ -51,6 +51,7 @@ class TrainConfig:
     lr: float = 1e-3                 # peak action LR; the video LR follows default_stages
     batch_size: int = 32             # global, split over ranks
     codec_batch_size: int = 16
+    codec_foreground: float = 20.0   # extra loss weight on pixels unlike the mean frame (0: plain loss)
     weight_decay: float = 1e-3
     grad_clip: float = 1.0
     state_noise: float = 0.05        # normalised units: robustness to the policy's own drift
@@ -106,14 +107,21 @@ def wrap(module: nn.Module, d: Dist) -> nn.Module:
 
 
 class CodecObjective(nn.Module):
-    """forward() = the codec's reconstruction loss on condition frames and future clips (DDP calls forward)."""
+    """forward() = the codec's reconstruction loss on condition frames and future clips (DDP calls
+    forward), weighted towards pixels that differ from the dataset's mean frame (codec.foreground_weight)."""
 
-    def __init__(self, codec: TinyCodec):
+    def __init__(self, codec: TinyCodec, cond_background: torch.Tensor, clip_background: torch.Tensor,
+                 foreground: float):
         super().__init__()
-        self.codec = codec
+        self.codec, self.foreground = codec, foreground
+        self.register_buffer("cond_background", cond_background)    # (1, 3, 1, H, W) in [-1, 1]
+        self.register_buffer("clip_background", clip_background)    # (1, 3, 1, h, w)
 
     def forward(self, cond: torch.Tensor, clip: torch.Tensor) -> torch.Tensor:
-        return self.codec.reconstruction_loss(cond) + self.codec.reconstruction_loss(clip)
+        if self.foreground <= 0:
+            return self.codec.reconstruction_loss(cond) + self.codec.reconstruction_loss(clip)
+        return (self.codec.reconstruction_loss(cond, foreground_weight(cond, self.cond_background, self.foreground))
+                + self.codec.reconstruction_loss(clip, foreground_weight(clip, self.clip_background, self.foreground)))
 
 
 # ---- the trainer ----------------------------------------------------------------------------
@@ -216,7 +224,8 @@ class Trainer:
             "preset": self.cfg.name, "wam_config": self.cfg.to_dict(), "norm_stats": self.norm_stats,
             "cameras": list(self.cfg.cameras), "scene_prefix": self.cfg.scene_prefix,
             "image_sizes": reader_sizes,
-            "training": {"dataset": str(Path(self.tc.data).resolve()), "episodes": self.data.num_episodes,
+            "training": {"dataset": ",".join(str(r.resolve()) for r in dataset_roots(self.tc.data)),
+                         "episodes": self.data.num_episodes,
                          "frames": len(self.data), "instructions": self.data.instructions,
                          "stages": {s.name: dataclasses.asdict(s) for s in self.stages},
                          "finished": self.state["finished"], "seconds": round(self.state["seconds"], 1),
@@ -278,7 +287,8 @@ class Trainer:
         tc, d = self.tc, self.d
         if stage.name == "codec":
             self.codec.train()
-            module = CodecObjective(self.codec)
+            cond_bg, clip_bg = self.source.mean_frames()
+            module = CodecObjective(self.codec, cond_bg, clip_bg, tc.codec_foreground).to(d.device)
             groups = [{"params": list(self.codec.parameters()), "lr": stage.lr_video, "base_lr": stage.lr_video}]
             named = dict(self.codec.named_parameters())
             per_rank = max(1, tc.codec_batch_size // d.world)
@@ -347,15 +357,19 @@ def _checksum(codec) -> str:
     return "%.9e" % sum(float(t.double().abs().sum()) for t in codec.state_dict().values())
 
 
-def _camera_sizes(root: str) -> dict[str, list[int]]:
+def _camera_sizes(data: str) -> dict[str, list[int]]:
+    """The recorded camera sizes (what the runner resizes live images to); combined datasets must agree."""
     from policy.episodes.reader import DatasetReader
-    spec = DatasetReader(root).spec
-    return {cam: list(hw) for cam, hw in spec.cameras.items()}
+    sizes = [{cam: list(hw) for cam, hw in DatasetReader(r).spec.cameras.items()} for r in dataset_roots(data)]
+    if any(s != sizes[0] for s in sizes[1:]):
+        raise SystemExit(f"--data {data}: the datasets' cameras differ ({sizes}); combine recordings of one rig")
+    return sizes[0]
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, help="dataset directory (LeRobot v3 layout, policy.episodes)")
+    p.add_argument("--data", required=True, help="dataset directory (LeRobot v3 layout, policy.episodes); "
+                   "DIR1,DIR2 combines several")
     p.add_argument("--out", required=True, help="run directory: checkpoint, state, logs, caches")
     p.add_argument("--preset", default="sim-tiny")
     p.add_argument("--model", default="{}", help='JSON WAMConfig overrides, e.g. \'{"video_layers": 4}\'')
@@ -363,7 +377,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     for name in ("codec_steps", "video_steps", "action_steps", "joint_steps", "batch_size", "codec_batch_size",
                  "seed", "save_every", "log_every", "threads"):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
-    for name in ("lr", "weight_decay", "grad_clip", "state_noise", "video_free_prob"):
+    for name in ("lr", "weight_decay", "grad_clip", "state_noise", "video_free_prob", "codec_foreground"):
         p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
     p.add_argument("--bf16", choices=("auto", "on", "off"), default="auto")
     p.add_argument("--device", default="auto")
@@ -386,9 +400,10 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
 
 def main(argv: list[str] | None = None) -> None:
     tc = parse_args(argv)
-    if not Path(tc.data).exists():
-        raise SystemExit(f"--data {tc.data} does not exist: generate demonstrations first with "
-                         f"`python -m policy.episodes.generate --out {tc.data} --tasks all --episodes-per-task 50`")
+    for root in dataset_roots(tc.data):
+        if not root.exists():
+            raise SystemExit(f"--data {root} does not exist: generate demonstrations first with "
+                             f"`python -m policy.episodes.generate --out {root} --tasks all --episodes-per-task 50`")
     trainer = Trainer(tc)
     try:
         trainer.run()

@@ -112,13 +112,47 @@ def prepare_dataset(root: str | Path, cfg: WAMConfig, episodes: list[int] | None
     return PreparedDataset(**{k: np.concatenate(v) for k, v in parts.items()}, instructions=instructions)
 
 
-def load_or_prepare(root: str | Path, cfg: WAMConfig, cache: Path | None, progress: bool = False) -> PreparedDataset:
-    """prepare_dataset, reusing `cache` when it was made from the same dataset at the same sizes."""
-    key = f"{Path(root).resolve()}|{DatasetReader(root).num_episodes}|{cfg.image_height}x{cfg.image_width}" \
-          f"|{cfg.future_downsample}"
+def dataset_roots(data: str | Path) -> list[Path]:
+    """'A' or 'A,B' -> [A, B]: training may combine datasets recorded separately (e.g. generated
+    in parallel per task), as long as they share the robot and the cameras."""
+    roots = [Path(r.strip()) for r in str(data).split(",") if r.strip()]
+    if not roots:
+        raise ValueError("no dataset given: pass --data DIR (or DIR1,DIR2 to combine datasets)")
+    return roots
+
+
+def concatenate(parts: list[PreparedDataset]) -> PreparedDataset:
+    """One PreparedDataset of several: frame indices shifted, instruction lists merged."""
+    instructions: list[str] = []
+    arrays: dict[str, list[np.ndarray]] = {k: [] for k in _ARRAYS}
+    offset = 0
+    for part in parts:
+        remap = np.array([_index_of(instructions, text) for text in part.instructions], np.int64)
+        for name in ("images", "small", "state", "action"):
+            arrays[name].append(getattr(part, name))
+        arrays["episode_start"].append(part.episode_start + offset)
+        arrays["episode_end"].append(part.episode_end + offset)
+        arrays["instruction"].append(remap[part.instruction])
+        offset += len(part)
+    return PreparedDataset(**{k: np.concatenate(v) for k, v in arrays.items()}, instructions=instructions)
+
+
+def _index_of(items: list[str], item: str) -> int:
+    if item not in items:
+        items.append(item)
+    return items.index(item)
+
+
+def load_or_prepare(data: str | Path, cfg: WAMConfig, cache: Path | None, progress: bool = False) -> PreparedDataset:
+    """prepare_dataset of every root in `data` ('A' or 'A,B'), reusing `cache` when it was made
+    from the same datasets at the same sizes."""
+    roots = dataset_roots(data)
+    key = ";".join(f"{r.resolve()}|{DatasetReader(r).num_episodes}" for r in roots) + \
+        f"|{cfg.image_height}x{cfg.image_width}|{cfg.future_downsample}"
     if cache is not None and (cache / "key.txt").exists() and (cache / "key.txt").read_text() == key:
         return PreparedDataset.load(cache)
-    data = prepare_dataset(root, cfg, progress=progress)
+    parts = [prepare_dataset(r, cfg, progress=progress) for r in roots]
+    data = parts[0] if len(parts) == 1 else concatenate(parts)
     if cache is not None:
         data.save(cache)
         (cache / "key.txt").write_text(key)

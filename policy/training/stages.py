@@ -103,6 +103,16 @@ class BatchSource:
         cur, fut = clip_tensor(self.data.small[idx], self.data.small[self.data.future_indices(idx, self.cfg.future_frames)])
         return cond, torch.cat([cur[:, :, None], fut], dim=2)
 
+    def mean_frames(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The dataset's mean condition frame (1, 3, 1, H, W) and mean future-size frame
+        (1, 3, 1, h, w) in [-1, 1]: the background the codec's foreground weighting compares to."""
+        def mean(images: np.ndarray) -> torch.Tensor:
+            total = np.zeros(images.shape[1:], np.float64)
+            for start in range(0, len(images), 4096):      # chunked: no float copy of the dataset
+                total += images[start:start + 4096].sum(axis=0, dtype=np.float64)
+            return to_unit((total / len(images)).astype(np.float32)[None])[:, :, None]
+        return mean(self.data.images), mean(self.data.small)
+
     def flow_batch(self, rng: np.random.Generator, batch: int) -> dict[str, torch.Tensor]:
         if self.latents is None or self.text is None:
             raise RuntimeError("flow stages need the latent cache and text embeddings: train the codec first")

@@ -10,13 +10,7 @@ from policy.model.sampler import FlowSampler
 from policy.model.wam import EfficientWAM
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: the cores are shared; oversubscribed OpenMP threads spin for seconds."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_analytic_flops_match_the_flop_counter():

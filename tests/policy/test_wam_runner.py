@@ -7,13 +7,7 @@ from policy.runner import Observation
 from policy.wam_runner import NormStats, load_runner
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: the cores are shared; oversubscribed OpenMP threads spin for seconds."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

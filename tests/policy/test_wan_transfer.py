@@ -14,13 +14,7 @@ from policy.wan_transfer import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: the cores are shared; oversubscribed OpenMP threads spin for seconds."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # Wan2.2-TI2V structure at reduced size: 5 blocks, 6 heads x 16, FFN 128, 8 latent channels.

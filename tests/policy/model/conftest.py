@@ -6,13 +6,8 @@ from policy.model.wam import EfficientWAM
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: the 2 cores are shared with other jobs, and spinning OpenMP threads
-    under oversubscription turn milliseconds into seconds."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def model_tests_on_one_thread(one_thread):
+    """Every model test runs on one torch thread (tests/policy/conftest.py says why)."""
 
 
 @pytest.fixture

@@ -63,3 +63,25 @@ def test_wan22_codec_from_local_directory(tmp_path):
     assert out.shape == (1, 3, 8, 64, 48) and out.abs().max() <= 1
     with pytest.raises(FileNotFoundError, match="config.json"):
         Wan22Codec.from_pretrained(tmp_path / "missing")
+
+
+def test_foreground_weight_marks_what_differs_from_the_background():
+    from policy.model.codec import foreground_weight
+    background = torch.zeros(1, 3, 1, 8, 8)
+    frames = torch.zeros(2, 3, 1, 8, 8)
+    frames[0, 0, 0, 2:4, 2:4] = 0.9                       # a small red object on plain table
+    w = foreground_weight(frames, background, weight=20.0, scale=0.1)
+    assert w.shape == (2, 1, 1, 8, 8)
+    assert torch.allclose(w[0, 0, 0, 2:4, 2:4], torch.full((2, 2), 21.0))   # |0.9|/3 / 0.1 clamps to 1
+    assert torch.all(w[0, 0, 0, :2] == 1.0) and torch.all(w[1] == 1.0)
+
+
+def test_weighted_reconstruction_loss_counts_the_weighted_pixels_more():
+    torch.manual_seed(0)
+    codec = TinyCodec(latent_channels=8, spatial_factor=8).eval()
+    frames = torch.rand(1, 3, 1, 16, 16) * 2 - 1
+    plain = codec.reconstruction_loss(frames)
+    assert torch.allclose(codec.reconstruction_loss(frames, torch.ones(1, 1, 1, 16, 16)), plain)
+    weight = torch.ones(1, 1, 1, 16, 16)
+    weight[..., :8, :] = 5.0
+    assert codec.reconstruction_loss(frames, weight) > 2 * plain

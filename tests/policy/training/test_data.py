@@ -1,0 +1,40 @@
+"""policy.training.data: recorded datasets (real mp4 + parquet) become one in-memory training set."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from policy.episodes.synthetic import write_synthetic
+from policy.model.config import get_preset
+from policy.training.data import dataset_roots, load_or_prepare, prepare_dataset
+
+CFG = get_preset("sim-tiny")
+
+
+def test_two_datasets_combine_with_shifted_episodes_and_merged_instructions(tmp_path):
+    a = write_synthetic(tmp_path / "a", episodes=2, frames=10, imagined=False)   # lift, drawer
+    b = write_synthetic(tmp_path / "b", episodes=1, frames=7, imagined=False)    # lift
+    one_a, one_b = prepare_dataset(a, CFG), prepare_dataset(b, CFG)
+    both = load_or_prepare(f"{a},{b}", CFG, tmp_path / "cache")
+
+    assert len(both) == len(one_a) + len(one_b) == 27
+    assert both.num_episodes == 3
+    assert np.array_equal(both.images[20:], one_b.images)
+    assert np.array_equal(both.state[:20], one_a.state)
+    # b's frames point at b's episode, shifted past a's 20 frames
+    assert set(both.episode_start[20:]) == {20} and set(both.episode_end[20:]) == {27}
+    # "lift the cube" appears in both datasets: one instruction, the same index in both halves
+    assert both.instructions == ["lift the cube", "open the drawer"]
+    assert [both.instructions[i] for i in both.instruction[[0, 10, 20]]] == \
+        ["lift the cube", "open the drawer", "lift the cube"]
+    # chunks never cross from a's last episode into b
+    assert both.chunk_indices(np.array([19]), 4).tolist() == [[19, 19, 19, 19]]
+
+    again = load_or_prepare(f"{a},{b}", CFG, tmp_path / "cache")      # from the cache
+    assert np.array_equal(again.images, both.images) and again.instructions == both.instructions
+
+
+def test_dataset_roots_reject_an_empty_list():
+    assert [p.name for p in dataset_roots("x, y")] == ["x", "y"]
+    with pytest.raises(ValueError, match="--data"):
+        dataset_roots(" , ")
