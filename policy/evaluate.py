@@ -42,10 +42,11 @@ class VariantResult:
     steps: tuple[int, int]
     outcomes: dict[str, list[EpisodeOutcome]] = field(default_factory=dict)
     error: str | None = None
+    object_jitter: float = 1.0           # layout randomisation, x the training range
 
     def summary(self) -> dict:
         if self.error is not None:
-            return {"error": self.error, "steps": list(self.steps)}
+            return {"error": self.error, "steps": list(self.steps), "object_jitter": self.object_jitter}
         success = {t: round(float(np.mean([o.success for o in eps])), 4) for t, eps in self.outcomes.items()}
         chunk_ms = [ms for eps in self.outcomes.values() for o in eps for ms in o.chunk_ms]
         server_ms = [ms for eps in self.outcomes.values() for o in eps for ms in o.server_ms]
@@ -59,6 +60,7 @@ class VariantResult:
             "server_ms_p50": round(float(np.median(server_ms)), 1) if server_ms else None,
             "episodes_per_task": {t: len(eps) for t, eps in self.outcomes.items()},
             "steps": list(self.steps),
+            "object_jitter": self.object_jitter,
         }
 
 
@@ -70,7 +72,7 @@ def run_variant(name: str, steps: tuple[int, int], args, tasks: list[str], conso
     from policy.client import PolicyClient
     from policy.server import spawn
 
-    result = VariantResult(name, steps)
+    result = VariantResult(name, steps, object_jitter=args.object_jitter)
     server_args = ["--checkpoint", args.checkpoint, "--steps", f"{steps[0]},{steps[1]}",
                    "--bind", "tcp://127.0.0.1:0" if args.port == 0 else f"tcp://127.0.0.1:{args.port}",
                    "--log-level", "WARNING"]
@@ -107,7 +109,8 @@ def run_episodes(result: VariantResult, client, args, tasks: list[str], console)
     n = args.episodes_per_task if result.name == "rt" else args.baseline_episodes_per_task or args.episodes_per_task
     cfg = RolloutConfig(execute=args.execute, rate_limit=not args.no_rate_limit, max_steps=args.max_steps)
     videos_dir = Path(args.videos_dir) if args.videos else None
-    env = SimEnv(SimConfig(task=tasks[0], width=args.camera_width, height=args.camera_height))
+    env = SimEnv(SimConfig(task=tasks[0], width=args.camera_width, height=args.camera_height,
+                           object_jitter=args.object_jitter))
     try:
         with Progress(console=console, transient=True) as progress:
             bar = progress.add_task(result.name, total=n * len(tasks))
@@ -192,6 +195,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-steps", type=int, default=None,
                    help="cap every episode at this many ticks (default: each task's own max_steps)")
     p.add_argument("--no-rate-limit", action="store_true", help="skip the safety layer's per-tick change cap")
+    p.add_argument("--object-jitter", type=float, default=1.0,
+                   help="scale the object layout randomisation (1: the range the demonstrations used; "
+                        "1.5: positions up to 1.5x further from the centres, a generalisation test)")
     p.add_argument("--videos", type=int, default=1, help="rollout videos per task and variant (0: none)")
     p.add_argument("--videos-dir", default="eval_videos")
     p.add_argument("--camera-width", type=int, default=320)
@@ -227,6 +233,9 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(f"unknown variant(s) {bad}; choose from {list(VARIANTS)}")
     if args.execute < 1:
         raise SystemExit(f"--execute must be >= 1, got {args.execute}")
+    if not 0 <= args.object_jitter <= 1.5:
+        raise SystemExit(f"--object-jitter must be in [0, 1.5], got {args.object_jitter}: further out the blocks "
+                         "of the place tasks can overlap")
     if args.jobs > 1 and len(names) > 1:
         argv = list(sys.argv[1:] if argv is None else argv)
         summary = run_in_children(_without(argv, ("--variants", "--jobs", "--json-out")), names, args.jobs, console)

@@ -36,7 +36,7 @@ def test_evaluate_runs_variants_on_the_same_seeds(random_checkpoint, tmp_path, c
     videos = tmp_path / "videos"
     summary = main(["--checkpoint", str(random_checkpoint), "--episodes-per-task", "1",
                     "--tasks", "put_red_on_plate", "--variants", "rt,video_free", "--execute", "8",
-                    "--max-steps", "20", "--jobs", "2",
+                    "--max-steps", "20", "--jobs", "2", "--object-jitter", "1.5",
                     "--videos", "1", "--videos-dir", str(videos)])
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert json.loads(last) == summary
@@ -50,6 +50,7 @@ def test_evaluate_runs_variants_on_the_same_seeds(random_checkpoint, tmp_path, c
         assert s["episodes_per_task"] == {"put_red_on_plate": 1}
         assert s["mean_steps"]["put_red_on_plate"] > 0           # the episode really ran
         assert s["chunk_ms_p50"] > 0
+        assert s["object_jitter"] == 1.5                         # reached the child processes
     mp4s = sorted(videos.glob("*.mp4"))
     assert [p.name for p in mp4s] == [f"rt_put_red_on_plate_seed{EVAL_SEED_BASE}.mp4",
                                       f"video_free_put_red_on_plate_seed{EVAL_SEED_BASE}.mp4"]
@@ -74,6 +75,12 @@ def test_unknown_variant_is_refused(random_checkpoint):
     from policy.evaluate import main
     with pytest.raises(SystemExit, match="unknown variant"):
         main(["--checkpoint", str(random_checkpoint), "--variants", "fast"])
+
+
+def test_object_jitter_beyond_the_safe_range_is_refused(random_checkpoint):
+    from policy.evaluate import main
+    with pytest.raises(SystemExit, match="object-jitter"):
+        main(["--checkpoint", str(random_checkpoint), "--object-jitter", "3"])
 
 
 def test_rollout_instruction_is_a_paraphrase():

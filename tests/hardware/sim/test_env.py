@@ -55,6 +55,19 @@ def test_seed_changes_layout_a_few_cm(env):
     assert np.all(np.abs(positions[:, 2] - 0.018) < 0.003)       # resting on the table
 
 
+def test_object_jitter_scales_every_offset_from_the_layout_centre():
+    """policy.evaluate --object-jitter 1.5 tests layouts beyond the demonstrations' range: with the
+    same seed, each object's offset from its centre is exactly 1.5x the jitter-1 offset."""
+    for name, task in TASKS.items():
+        base = task.layout(np.random.default_rng(3), 0.0)
+        one = task.layout(np.random.default_rng(3), 1.0)
+        wide = task.layout(np.random.default_rng(3), 1.5)
+        for obj in base:
+            offset = np.subtract(one[obj], base[obj])
+            assert np.linalg.norm(offset) > 0, (name, obj)
+            assert np.allclose(np.subtract(wide[obj], base[obj]), 1.5 * offset), (name, obj)
+
+
 def test_language_task_always_shows_the_distractor(env):
     slots = set()
     for seed in range(8):
