@@ -33,6 +33,7 @@ from policy.model.wam import EfficientWAM
 from policy.training.data import PreparedDataset, dataset_roots, load_or_prepare
 from policy.training.latents import (LatentCache, embed_instructions, encode_dataset, fit_latent_stats,
                                      instruction_groups)
+from policy.training.distill import distill_weight
 from policy.training.stages import (BatchSource, Normaliser, StageConfig, default_stages, flow_losses,
                                     lr_factor, param_groups)
 from policy.training.state import OPTIMIZER, load_optimizer, load_state, save_optimizer, save_state
@@ -63,6 +64,9 @@ class TrainConfig:
     device: str = "auto"
     rank_weights: bool = False       # each rank writes its final weights (to check DDP sync)
     init_codec: str | None = None    # take the codec from this checkpoint (then --codec-steps 0)
+    teacher: str | None = None       # a larger trained checkpoint: slice it into the video expert and
+                                     # distil it in stage 1 (policy/training/distill.py)
+    distill: bool = True             # False: slice the teacher only (the paper's "sliced" ablation)
     threads: int = 0                 # torch CPU threads per process (0: torch's default); on a
                                      # machine shared with other jobs 1 avoids OpenMP spin-waiting
 
@@ -141,8 +145,13 @@ class Trainer:
             self.codec = self.codec.to(self.d.device)
         self.stages = default_stages(tc.codec_steps, tc.video_steps, tc.action_steps, tc.joint_steps, tc.lr)
         self.state = load_state(self.out) or {"stage": None, "step": 0, "finished": [], "seconds": 0.0}
+        self.teacher_video: nn.Module | None = None
+        if tc.teacher:
+            self._load_teacher(tc.teacher)
         if self.state["finished"] or self.state["stage"]:
             self._load_weights()
+        elif tc.teacher:
+            self._slice_teacher(tc.teacher)
         elif tc.init_codec:
             self._init_codec(tc.init_codec)
         self.data = self._prepare_data()
@@ -205,6 +214,56 @@ class Trainer:
                                  f"needs {getattr(self.cfg, f)}")
         self.codec.load_state_dict(codec_state)
         self.log(f"codec taken from {checkpoint}")
+
+    def _load_teacher(self, checkpoint: str) -> None:
+        from policy.training.distill import slice_plan_for
+        if self.tc.codec_steps > 0:
+            raise SystemExit("--teacher: the student must read the teacher's latents; use --codec-steps 0 "
+                             "(the codec comes from the teacher)")
+        if self.d.world > 1:
+            raise SystemExit("--teacher: distillation runs in one process (its extra forward is not under DDP)")
+        state, meta = load_checkpoint(checkpoint)
+        teacher = EfficientWAM(WAMConfig.from_dict(meta["wam_config"]))
+        teacher.load_state_dict(split_state(state, "wam"))
+        try:
+            self.slice_plan = slice_plan_for(self.cfg, teacher.cfg)
+        except ValueError as e:
+            raise SystemExit(f"--teacher {checkpoint}: {e}") from e
+        self.teacher_video = teacher.video.to(self.d.device).eval().requires_grad_(False)
+
+    def _slice_teacher(self, checkpoint: str) -> None:
+        """Fresh run: the video expert starts as the sliced teacher, the codec is the teacher's."""
+        from policy.wan_transfer import slice_state
+        self.model.video.load_state_dict(slice_state(self.teacher_video.state_dict(), self.slice_plan))
+        self._init_codec(checkpoint)
+        self.log(f"video expert sliced from {checkpoint}: teacher layers {list(self.slice_plan.layers)}, "
+                 f"{len(self.slice_plan.heads)} heads, {len(self.slice_plan.ffn)} FFN channels")
+
+    def _make_distiller(self, rng: np.random.Generator, gen: torch.Generator):
+        """The stage-1 alignment losses' projections; the teacher-side PCA is fitted on 8 batches."""
+        from policy.training.distill import Distiller, DistillPlan, noisy_future, video_hidden
+        plan = DistillPlan.scaled(self.cfg.video_layers, self.teacher_video.cfg.video_layers,
+                                  proj_dim=min(256, self.cfg.video_width))
+        distiller = Distiller(plan, self.cfg.video_width, self.teacher_video.cfg.video_width).to(self.d.device)
+        samples = []
+        with torch.no_grad():
+            for _ in range(8):
+                batch = self.source.flow_batch(rng, self.tc.batch_size)
+                noisy, t = noisy_future(batch, self.cfg.shift, gen)
+                samples.append(video_hidden(self.teacher_video, noisy, t, batch["text"], plan.teacher_layers))
+        distiller.fit(samples, frames=batch["future"].shape[2])
+        self.log(f"distillation: hidden pairs {list(plan.hidden)}, motion pairs {list(plan.motion)} "
+                 f"(student, teacher; 1-indexed), {plan.proj_dim}-d")
+        return distiller
+
+    def _distill_loss(self, distiller, batch, gen) -> tuple[torch.Tensor, torch.Tensor]:
+        from policy.training.distill import noisy_future, video_hidden
+        plan = distiller.plan
+        noisy, t = noisy_future(batch, self.cfg.shift, gen)
+        student = video_hidden(self.model.video, noisy, t, batch["text"], plan.student_layers)
+        with torch.no_grad():
+            teacher = video_hidden(self.teacher_video, noisy, t, batch["text"], plan.teacher_layers)
+        return distiller.losses(student, teacher, frames=noisy.shape[2])
 
     def _load_weights(self) -> None:
         state, _ = load_checkpoint(self.out)
@@ -300,11 +359,16 @@ class Trainer:
             per_rank = max(1, tc.batch_size // d.world)
         names = {p: n for n, p in named.items()}
         ddp = wrap(module, d)
+        rng = np.random.default_rng([tc.seed, d.rank, index, start])
+        gen = torch.Generator(d.device).manual_seed(int(rng.integers(2 ** 62)))
+        distiller = None
+        if stage.name == "video" and self.teacher_video is not None and tc.distill:
+            distiller = self._make_distiller(rng, gen)
+            groups = groups + [{"params": list(distiller.parameters()), "lr": stage.lr_video,
+                                "base_lr": stage.lr_video}]
         optimizer = torch.optim.AdamW(groups, weight_decay=tc.weight_decay, betas=(0.9, 0.95))
         if start > 0 and (self.out / OPTIMIZER).exists():
             load_optimizer(self.out / OPTIMIZER, optimizer, names)
-        rng = np.random.default_rng([tc.seed, d.rank, index, start])
-        gen = torch.Generator(d.device).manual_seed(int(rng.integers(2 ** 62)))
         params = [p for g in groups for p in g["params"]]
         t_last, samples_since = time.perf_counter(), 0
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -326,6 +390,10 @@ class Trainer:
                         lv, la = flow_losses(ddp, batch, self.cfg.shift, gen, video_free=free)
                         loss = stage.video_weight * lv + stage.action_weight * la
                         parts = {"video": lv.item(), "action": la.item()}
+                        if distiller is not None and (w := distill_weight(step, stage.steps)) > 0:
+                            align, motion = self._distill_loss(distiller, batch, gen)
+                            loss = loss + w * (align + motion)
+                            parts.update(align=align.item(), motion=motion.item())
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 grad_norm = torch.nn.utils.clip_grad_norm_(params, tc.grad_clip).item()
@@ -383,6 +451,11 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--device", default="auto")
     p.add_argument("--init-codec", help="checkpoint whose trained codec to start from (with --codec-steps 0 "
                    "it is used as is)")
+    p.add_argument("--teacher", help="a larger checkpoint trained here (same token layout and head_dim): the "
+                   "video expert starts as its slice and stage 1 adds the paper's distillation losses; "
+                   "needs --codec-steps 0")
+    p.add_argument("--no-distill", dest="distill", action="store_false",
+                   help="with --teacher: start from the slice but train stage 1 without the alignment losses")
     p.add_argument("--rank-weights", action="store_true",
                    help="each rank also writes rankN_weights.safetensors (to verify DDP kept them equal)")
     a = p.parse_args(argv)

@@ -19,6 +19,8 @@ def save_optimizer(path: Path, optimizer: torch.optim.Optimizer, names: dict[tor
     tensors = {}
     for group in optimizer.param_groups:
         for p in group["params"]:
+            if p not in names:            # training-only helpers (distillation projections) restart
+                continue
             for key, value in optimizer.state.get(p, {}).items():
                 v = value if isinstance(value, torch.Tensor) else torch.tensor(value)
                 tensors[f"{names[p]}/{key}"] = v.detach().cpu().contiguous().clone()
@@ -31,6 +33,8 @@ def load_optimizer(path: Path, optimizer: torch.optim.Optimizer, names: dict[tor
     tensors = load_file(str(path))
     for group in optimizer.param_groups:
         for p in group["params"]:
+            if p not in names:
+                continue
             prefix = names[p] + "/"
             state = {k[len(prefix):]: v.to(p.device) for k, v in tensors.items() if k.startswith(prefix)}
             if state:

@@ -92,3 +92,37 @@ def test_ddp_two_cpu_ranks_stay_identical(dataset, tmp_path):
     assert w0["action.head.weight"].abs().sum() > 0
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["training"]["world_size"] == 2
+
+
+def test_a_student_starts_as_the_sliced_teacher_and_distils_it(dataset, tmp_path):
+    """The paper's stage-1 path at toy scale: train a teacher, slice it into a narrower, shallower
+    video expert, train the student's stage 1 with the alignment losses."""
+    from policy.train import Trainer, main, parse_args
+    from policy.wan_transfer import slice_state
+
+    teacher = tmp_path / "teacher"
+    main(_args(dataset, teacher, steps=(2, 3, 0, 0)))
+    student_model = {**TINY, "video_layers": 1, "video_width": 32, "num_heads": 1, "video_ffn": 64}
+    args = _args(dataset, tmp_path / "student", steps=(0, 3, 1, 0))
+    args[args.index("--model") + 1] = json.dumps(student_model)
+    args += ["--teacher", str(teacher)]
+
+    trainer = Trainer(parse_args(args))
+    sliced = slice_state(trainer.teacher_video.state_dict(), trainer.slice_plan)
+    assert trainer.slice_plan.layers == (1,) and len(trainer.slice_plan.heads) == 1
+    assert all(torch.equal(v, sliced[k]) for k, v in trainer.model.video.state_dict().items())
+    trainer.run()
+    log = [json.loads(line) for line in (tmp_path / "student" / "train_log.jsonl").read_text().splitlines()]
+    video = [r for r in log if r["stage"] == "video"]
+    assert video and all(np.isfinite(r["align"]) and np.isfinite(r["motion"]) for r in video[:1])
+    assert 0.0 <= video[0]["align"] <= 2.0                     # a cosine distance
+    assert all("align" not in r for r in log if r["stage"] != "video")
+
+    from policy.training.distill import heldout_video_loss, main as distill_main
+    losses = distill_main(["compare", str(teacher), str(tmp_path / "student"), "--data", str(dataset),
+                           "--batches", "2"])
+    assert set(losses) == {str(teacher), str(tmp_path / "student")} and all(np.isfinite(list(losses.values())))
+    assert heldout_video_loss(str(teacher), str(dataset), batches=2) == losses[str(teacher)]   # fixed noise
+
+    with pytest.raises(SystemExit, match="--codec-steps 0"):
+        Trainer(parse_args(_args(dataset, tmp_path / "s2", steps=(2, 1, 0, 0)) + ["--teacher", str(teacher)]))
