@@ -26,7 +26,7 @@ import torch.distributed as dist
 import torch.nn as nn
 
 from policy.checkpoint import load_checkpoint, prefixed, save_checkpoint, split_state
-from policy.model.codec import TinyCodec, build_codec, foreground_weight
+from policy.model.codec import TinyCodec, build_codec
 from policy.model.config import WAMConfig, get_preset
 from policy.model.text import build_text_encoder
 from policy.model.wam import EfficientWAM
@@ -34,8 +34,8 @@ from policy.training.data import PreparedDataset, dataset_roots, load_or_prepare
 from policy.training.latents import (LatentCache, embed_instructions, encode_dataset, fit_latent_stats,
                                      instruction_groups)
 from policy.training.distill import distill_weight
-from policy.training.stages import (BatchSource, Normaliser, StageConfig, default_stages, flow_losses,
-                                    lr_factor, param_groups)
+from policy.training.stages import (BatchSource, CodecObjective, Normaliser, StageConfig, default_stages,
+                                    flow_losses, lr_factor, param_groups)
 from policy.training.state import OPTIMIZER, load_optimizer, load_state, save_optimizer, save_state
 
 
@@ -110,24 +110,6 @@ def wrap(module: nn.Module, d: Dist) -> nn.Module:
                find_unused_parameters=True)
 
 
-class CodecObjective(nn.Module):
-    """forward() = the codec's reconstruction loss on condition frames and future clips (DDP calls
-    forward), weighted towards pixels that differ from the dataset's mean frame (codec.foreground_weight)."""
-
-    def __init__(self, codec: TinyCodec, cond_background: torch.Tensor, clip_background: torch.Tensor,
-                 foreground: float):
-        super().__init__()
-        self.codec, self.foreground = codec, foreground
-        self.register_buffer("cond_background", cond_background)    # (1, 3, 1, H, W) in [-1, 1]
-        self.register_buffer("clip_background", clip_background)    # (1, 3, 1, h, w)
-
-    def forward(self, cond: torch.Tensor, clip: torch.Tensor) -> torch.Tensor:
-        if self.foreground <= 0:
-            return self.codec.reconstruction_loss(cond) + self.codec.reconstruction_loss(clip)
-        return (self.codec.reconstruction_loss(cond, foreground_weight(cond, self.cond_background, self.foreground))
-                + self.codec.reconstruction_loss(clip, foreground_weight(clip, self.clip_background, self.foreground)))
-
-
 # ---- the trainer ----------------------------------------------------------------------------
 class Trainer:
     def __init__(self, tc: TrainConfig):
@@ -145,7 +127,7 @@ class Trainer:
             self.codec = self.codec.to(self.d.device)
         self.stages = default_stages(tc.codec_steps, tc.video_steps, tc.action_steps, tc.joint_steps, tc.lr)
         self.state = load_state(self.out) or {"stage": None, "step": 0, "finished": [], "seconds": 0.0}
-        self.teacher_video: nn.Module | None = None
+        self.teacher = None                  # policy.training.distill.TeacherDistillation with --teacher
         if tc.teacher:
             self._load_teacher(tc.teacher)
         if self.state["finished"] or self.state["stage"]:
@@ -216,54 +198,24 @@ class Trainer:
         self.log(f"codec taken from {checkpoint}")
 
     def _load_teacher(self, checkpoint: str) -> None:
-        from policy.training.distill import slice_plan_for
+        from policy.training.distill import TeacherDistillation
         if self.tc.codec_steps > 0:
             raise SystemExit("--teacher: the student must read the teacher's latents; use --codec-steps 0 "
                              "(the codec comes from the teacher)")
         if self.d.world > 1:
             raise SystemExit("--teacher: distillation runs in one process (its extra forward is not under DDP)")
-        state, meta = load_checkpoint(checkpoint)
-        teacher = EfficientWAM(WAMConfig.from_dict(meta["wam_config"]))
-        teacher.load_state_dict(split_state(state, "wam"))
         try:
-            self.slice_plan = slice_plan_for(self.cfg, teacher.cfg)
+            self.teacher = TeacherDistillation(checkpoint, self.cfg, self.d.device)
         except ValueError as e:
             raise SystemExit(f"--teacher {checkpoint}: {e}") from e
-        self.teacher_video = teacher.video.to(self.d.device).eval().requires_grad_(False)
 
     def _slice_teacher(self, checkpoint: str) -> None:
         """Fresh run: the video expert starts as the sliced teacher, the codec is the teacher's."""
-        from policy.wan_transfer import slice_state
-        self.model.video.load_state_dict(slice_state(self.teacher_video.state_dict(), self.slice_plan))
+        self.model.video.load_state_dict(self.teacher.sliced_video_state())
         self._init_codec(checkpoint)
-        self.log(f"video expert sliced from {checkpoint}: teacher layers {list(self.slice_plan.layers)}, "
-                 f"{len(self.slice_plan.heads)} heads, {len(self.slice_plan.ffn)} FFN channels")
-
-    def _make_distiller(self, rng: np.random.Generator, gen: torch.Generator):
-        """The stage-1 alignment losses' projections; the teacher-side PCA is fitted on 8 batches."""
-        from policy.training.distill import Distiller, DistillPlan, noisy_future, video_hidden
-        plan = DistillPlan.scaled(self.cfg.video_layers, self.teacher_video.cfg.video_layers,
-                                  proj_dim=min(256, self.cfg.video_width))
-        distiller = Distiller(plan, self.cfg.video_width, self.teacher_video.cfg.video_width).to(self.d.device)
-        samples = []
-        with torch.no_grad():
-            for _ in range(8):
-                batch = self.source.flow_batch(rng, self.tc.batch_size)
-                noisy, t = noisy_future(batch, self.cfg.shift, gen)
-                samples.append(video_hidden(self.teacher_video, noisy, t, batch["text"], plan.teacher_layers))
-        distiller.fit(samples, frames=batch["future"].shape[2])
-        self.log(f"distillation: hidden pairs {list(plan.hidden)}, motion pairs {list(plan.motion)} "
-                 f"(student, teacher; 1-indexed), {plan.proj_dim}-d")
-        return distiller
-
-    def _distill_loss(self, distiller, batch, gen) -> tuple[torch.Tensor, torch.Tensor]:
-        from policy.training.distill import noisy_future, video_hidden
-        plan = distiller.plan
-        noisy, t = noisy_future(batch, self.cfg.shift, gen)
-        student = video_hidden(self.model.video, noisy, t, batch["text"], plan.student_layers)
-        with torch.no_grad():
-            teacher = video_hidden(self.teacher_video, noisy, t, batch["text"], plan.teacher_layers)
-        return distiller.losses(student, teacher, frames=noisy.shape[2])
+        plan = self.teacher.slice_plan
+        self.log(f"video expert sliced from {checkpoint}: teacher layers {list(plan.layers)}, "
+                 f"{len(plan.heads)} heads, {len(plan.ffn)} FFN channels")
 
     def _load_weights(self) -> None:
         state, _ = load_checkpoint(self.out)
@@ -362,8 +314,11 @@ class Trainer:
         rng = np.random.default_rng([tc.seed, d.rank, index, start])
         gen = torch.Generator(d.device).manual_seed(int(rng.integers(2 ** 62)))
         distiller = None
-        if stage.name == "video" and self.teacher_video is not None and tc.distill:
-            distiller = self._make_distiller(rng, gen)
+        if stage.name == "video" and self.teacher is not None and tc.distill:
+            distiller = self.teacher.make_distiller([self.source.flow_batch(rng, per_rank) for _ in range(8)], gen)
+            plan = self.teacher.plan
+            self.log(f"distillation: hidden pairs {list(plan.hidden)}, motion pairs {list(plan.motion)} "
+                     f"(student, teacher; 1-indexed), {plan.proj_dim}-d")
             groups = groups + [{"params": list(distiller.parameters()), "lr": stage.lr_video,
                                 "base_lr": stage.lr_video}]
         optimizer = torch.optim.AdamW(groups, weight_decay=tc.weight_decay, betas=(0.9, 0.95))
@@ -391,7 +346,7 @@ class Trainer:
                         loss = stage.video_weight * lv + stage.action_weight * la
                         parts = {"video": lv.item(), "action": la.item()}
                         if distiller is not None and (w := distill_weight(step, stage.steps)) > 0:
-                            align, motion = self._distill_loss(distiller, batch, gen)
+                            align, motion = self.teacher.losses(distiller, self.model.video, batch, gen)
                             loss = loss + w * (align + motion)
                             parts.update(align=align.item(), motion=motion.item())
                 optimizer.zero_grad(set_to_none=True)

@@ -163,6 +163,47 @@ def noisy_future(batch: dict[str, torch.Tensor], shift: float, generator: torch.
     return add_noise(future, noise, t), t
 
 
+class TeacherDistillation:
+    """What `policy.train --teacher` adds to a run: the teacher's frozen video expert, the slice that
+    starts the student, and the stage-1 alignment losses."""
+
+    def __init__(self, checkpoint: str, student: WAMConfig, device: torch.device | str = "cpu"):
+        from policy.checkpoint import load_checkpoint, split_state
+        from policy.model.wam import EfficientWAM
+        state, meta = load_checkpoint(checkpoint)
+        teacher = EfficientWAM(WAMConfig.from_dict(meta["wam_config"]))
+        teacher.load_state_dict(split_state(state, "wam"))
+        self.checkpoint, self.student = checkpoint, student
+        self.slice_plan = slice_plan_for(student, teacher.cfg)          # ValueError names the mismatch
+        self.video = teacher.video.to(device).eval().requires_grad_(False)
+        self.plan = DistillPlan.scaled(student.video_layers, teacher.cfg.video_layers,
+                                       proj_dim=min(256, student.video_width))
+
+    def sliced_video_state(self) -> dict[str, torch.Tensor]:
+        from policy.wan_transfer import slice_state
+        return slice_state(self.video.state_dict(), self.slice_plan)
+
+    @torch.no_grad()
+    def make_distiller(self, batches: list[dict[str, torch.Tensor]], generator: torch.Generator | None) -> Distiller:
+        """Projections for the stage, the teacher-side PCA fitted on these batches."""
+        distiller = Distiller(self.plan, self.student.video_width, self.video.cfg.video_width)
+        samples = []
+        for batch in batches:
+            noisy, t = noisy_future(batch, self.student.shift, generator)
+            samples.append(video_hidden(self.video, noisy, t, batch["text"], self.plan.teacher_layers))
+        distiller.fit(samples, frames=batches[0]["future"].shape[2])
+        return distiller.to(batches[0]["future"].device)
+
+    def losses(self, distiller: Distiller, student_video: VideoExpert, batch: dict[str, torch.Tensor],
+               generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(hidden alignment, motion alignment) of the student on a fresh noisy future of `batch`."""
+        noisy, t = noisy_future(batch, self.student.shift, generator)
+        student = video_hidden(student_video, noisy, t, batch["text"], self.plan.student_layers)
+        with torch.no_grad():
+            teacher = video_hidden(self.video, noisy, t, batch["text"], self.plan.teacher_layers)
+        return distiller.losses(student, teacher, frames=noisy.shape[2])
+
+
 # ---- held-out comparison --------------------------------------------------------------------
 @torch.no_grad()
 def heldout_video_loss(checkpoint: str, data: str, batches: int = 20, batch_size: int = 32, seed: int = 0) -> float:

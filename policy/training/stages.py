@@ -13,8 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
+from policy.model.codec import TinyCodec, foreground_weight
 from policy.model.config import WAMConfig
 from policy.model.flow import add_noise, sample_timesteps, velocity_target
 from policy.training.data import PreparedDataset
@@ -129,6 +131,24 @@ class BatchSource:
 
 
 # ---- losses ---------------------------------------------------------------------------------
+class CodecObjective(nn.Module):
+    """forward() = the codec's reconstruction loss on condition frames and future clips (DDP calls
+    forward), weighted towards pixels that differ from the dataset's mean frame (codec.foreground_weight)."""
+
+    def __init__(self, codec: TinyCodec, cond_background: torch.Tensor, clip_background: torch.Tensor,
+                 foreground: float):
+        super().__init__()
+        self.codec, self.foreground = codec, foreground
+        self.register_buffer("cond_background", cond_background)    # (1, 3, 1, H, W) in [-1, 1]
+        self.register_buffer("clip_background", clip_background)    # (1, 3, 1, h, w)
+
+    def forward(self, cond: torch.Tensor, clip: torch.Tensor) -> torch.Tensor:
+        if self.foreground <= 0:
+            return self.codec.reconstruction_loss(cond) + self.codec.reconstruction_loss(clip)
+        return (self.codec.reconstruction_loss(cond, foreground_weight(cond, self.cond_background, self.foreground))
+                + self.codec.reconstruction_loss(clip, foreground_weight(clip, self.clip_background, self.foreground)))
+
+
 def flow_losses(model, batch: dict[str, torch.Tensor], shift: float,
                 generator: torch.Generator | None = None,
                 video_free: bool = False) -> tuple[torch.Tensor, torch.Tensor]:

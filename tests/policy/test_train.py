@@ -108,8 +108,8 @@ def test_a_student_starts_as_the_sliced_teacher_and_distils_it(dataset, tmp_path
     args += ["--teacher", str(teacher)]
 
     trainer = Trainer(parse_args(args))
-    sliced = slice_state(trainer.teacher_video.state_dict(), trainer.slice_plan)
-    assert trainer.slice_plan.layers == (1,) and len(trainer.slice_plan.heads) == 1
+    sliced = slice_state(trainer.teacher.video.state_dict(), trainer.teacher.slice_plan)
+    assert trainer.teacher.slice_plan.layers == (1,) and len(trainer.teacher.slice_plan.heads) == 1
     assert all(torch.equal(v, sliced[k]) for k, v in trainer.model.video.state_dict().items())
     trainer.run()
     log = [json.loads(line) for line in (tmp_path / "student" / "train_log.jsonl").read_text().splitlines()]
