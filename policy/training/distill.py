@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -209,26 +208,18 @@ class TeacherDistillation:
 def heldout_video_loss(checkpoint: str, data: str, batches: int = 20, batch_size: int = 32, seed: int = 0) -> float:
     """Stage-1 video flow loss of a checkpoint on another dataset: fixed batches, noise and
     timesteps (the same for every checkpoint given the same data and seed)."""
-    from policy.checkpoint import load_checkpoint, split_state
-    from policy.model.codec import build_codec
-    from policy.model.text import build_text_encoder
-    from policy.model.wam import EfficientWAM
     from policy.training.data import load_or_prepare
     from policy.training.latents import embed_instructions, encode_dataset, instruction_groups
     from policy.training.stages import BatchSource, Normaliser, flow_losses
+    from policy.wam_runner import load_runner
 
-    state, meta = load_checkpoint(checkpoint)
-    cfg = WAMConfig.from_dict(meta["wam_config"])
-    model = EfficientWAM(cfg).eval()
-    model.load_state_dict(split_state(state, "wam"))
-    codec = build_codec(cfg.codec, cfg.latent_channels, cfg.spatial_factor, cfg.temporal_factor)
-    codec.load_state_dict(split_state(state, "codec"))
+    runner = load_runner(checkpoint)            # the model, codec, text encoder and normalisation it serves with
+    model, cfg = runner.model, runner.model.cfg
     prepared = load_or_prepare(data, cfg, None)
-    source = BatchSource(prepared, cfg, Normaliser.from_stats(meta["norm_stats"]))
-    source.latents = encode_dataset(codec.eval(), prepared, cfg)
-    groups = instruction_groups(prepared.instructions)
-    source.text, source.text_rows = embed_instructions(build_text_encoder(cfg.text_encoder, cfg.text_len, "cpu"),
-                                                       cfg.scene_prefix, groups)
+    source = BatchSource(prepared, cfg, Normaliser.from_stats(runner.norm.to_dict()))
+    source.latents = encode_dataset(runner.codec, prepared, cfg)
+    source.text, source.text_rows = embed_instructions(runner.text.encoder, runner.text.prefix,
+                                                       instruction_groups(prepared.instructions))
     rng, gen = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
     losses = [float(flow_losses(model, source.flow_batch(rng, batch_size), cfg.shift, gen)[0]) for _ in range(batches)]
     return float(np.mean(losses))

@@ -56,8 +56,7 @@ def loss_figure(rows: list[dict], title: str = "") -> Figure:
     for r, s in zip(rows, steps):
         spans.setdefault(r["stage"], [s, s])[1] = s
     for ax, (key, label) in zip(axes[:, 0], panels):
-        xs = [s for r, s in zip(rows, steps) if r.get(key, 0) > 0]
-        ys = [r[key] for r in rows if r.get(key, 0) > 0]
+        xs, ys = zip(*[(s, r[key]) for r, s in zip(rows, steps) if r.get(key, 0) > 0])
         ax.plot(xs, ys, lw=0.8)
         ax.set_yscale("log")
         ax.set_ylabel(label, fontsize=8)
