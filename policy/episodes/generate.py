@@ -10,7 +10,12 @@ run it again with the same arguments and it records only what is missing; episod
 Seeds: demonstrations use seeds seed_offset, seed_offset+1, ... per task, always below
 TRAIN_SEED_LIMIT = 1_000_000; held-out evaluation (policy.evaluate) uses seeds from
 EVAL_SEED_BASE = 1_000_000 upward, so training and evaluation layouts never overlap.
-The instruction of an episode is one of the task's phrasings, drawn by its seed.
+The instruction of an episode is one of the task's phrasings, drawn by its seed (training swaps
+it for phrasings of the instruction grammar, hardware/sim/instructions.py, at every step).
+Scenes: --scenes varied (the default: objects anywhere in table regions, random yaw, distractors)
+or classic (a few cm around fixed slots); the episode's metadata records which.
+"--tasks all" means the training tasks (hardware.sim.tasks.TRAINING_TASKS): evaluation-only
+tasks are never demonstrated.
 """
 from __future__ import annotations
 
@@ -46,6 +51,7 @@ class GenerateConfig:
     width: int = 320
     height: int = 240
     max_tries_factor: float = 3.0     # give up on a task after this many seeds per wanted episode (+10)
+    scenes: str = "varied"            # hardware.sim.tasks.SCENES
 
 
 @dataclass
@@ -68,7 +74,8 @@ def record_one(env, make_expert, writer: DatasetWriter, task: str, seed: int, fp
     env.reset(task=task, seed=seed)
     expert = make_expert(env)
     writer.start_episode(instruction_for(env.task.instructions, seed),
-                         metadata={"task": task, "seed": seed, "source": "scripted_expert"})
+                         metadata={"task": task, "seed": seed, "source": "scripted_expert",
+                                   "scenes": env.config.scenes})
     success_step = None
     for step in range(env.task.max_steps):
         images, state = env.render(), env.state()
@@ -102,7 +109,8 @@ def generate(cfg: GenerateConfig, progress: bool = True) -> dict[str, TaskReport
         for task, rep in reports.items():
             rep.had = sum(1 for t, _ in done if t == task)
         bar = _progress(progress)
-        with SimEnv(SimConfig(task=cfg.tasks[0], width=cfg.width, height=cfg.height)) as env, bar:
+        with SimEnv(SimConfig(task=cfg.tasks[0], width=cfg.width, height=cfg.height,
+                                   scenes=cfg.scenes)) as env, bar:
             overall = bar.add_task("all tasks", total=sum(min(r.had, r.wanted) for r in reports.values())
                                    + sum(max(r.wanted - r.had, 0) for r in reports.values()),
                                    completed=sum(min(r.had, r.wanted) for r in reports.values()), failed=0)
@@ -130,6 +138,12 @@ def generate(cfg: GenerateConfig, progress: bool = True) -> dict[str, TaskReport
     return reports
 
 
+def task_list(arg: str) -> list[str]:
+    """--tasks: 'all' is the training tasks (evaluation-only tasks are never demonstrated)."""
+    from hardware.sim.tasks import TRAINING_TASKS
+    return list(TRAINING_TASKS) if arg == "all" else [t.strip() for t in arg.split(",") if t.strip()]
+
+
 def _progress(enabled: bool):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
         TimeRemainingColumn
@@ -141,18 +155,21 @@ def _progress(enabled: bool):
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True, help="dataset directory (created, or resumed)")
-    p.add_argument("--tasks", default="all", help="'all' or comma-separated task names")
+    p.add_argument("--tasks", default="all", help="'all' (the training tasks) or comma-separated task names")
+    p.add_argument("--scenes", default="varied", help="varied (objects anywhere in table regions) or classic")
     p.add_argument("--episodes-per-task", type=int, required=True)
     p.add_argument("--seed-offset", type=int, default=0, help="first seed tried for every task")
     p.add_argument("--width", type=int, default=320)
     p.add_argument("--height", type=int, default=240)
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
-    from hardware.sim.tasks import TASKS
-    tasks = list(TASKS) if a.tasks == "all" else [t.strip() for t in a.tasks.split(",") if t.strip()]
+    from hardware.sim.tasks import SCENES, TASKS
+    tasks = task_list(a.tasks)
     unknown = [t for t in tasks if t not in TASKS]
     if unknown or not tasks:
         p.error(f"unknown task(s) {unknown}; choose 'all' or from: {', '.join(TASKS)}")
+    if a.scenes not in SCENES:
+        p.error(f"unknown --scenes '{a.scenes}'; choose one of: {', '.join(SCENES)}")
     if a.episodes_per_task < 1:
         p.error("--episodes-per-task must be at least 1")
     if not 0 <= a.seed_offset < TRAIN_SEED_LIMIT:
@@ -160,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"reserved for evaluation")
     start = time.perf_counter()
     reports = generate(GenerateConfig(out=a.out, tasks=tasks, episodes_per_task=a.episodes_per_task,
-                                      seed_offset=a.seed_offset, width=a.width, height=a.height),
+                                      seed_offset=a.seed_offset, width=a.width, height=a.height,
+                                      scenes=a.scenes),
                        progress=not a.no_progress)
     short = False
     for task, r in reports.items():

@@ -44,7 +44,8 @@ from app.control.controller import ControllerConfig  # noqa: E402
 from policy.evaluation.closed_loop import LatencyModel, run_real_episode, run_sim_clock_episode  # noqa: E402
 from policy.evaluation.rollout import EpisodeOutcome, RolloutConfig, instruction_for, run_episode  # noqa: E402
 
-from hardware.sim.tasks import EVAL_SEED_BASE  # noqa: E402  (re-exported: the held-out seeds)
+from hardware.sim.env import SimConfig  # noqa: E402
+from hardware.sim.tasks import EVAL_SEED_BASE, SCENES  # noqa: E402  (EVAL_SEED_BASE re-exported: the held-out seeds)
 CLOCKS = {
     "real": "the console's control core, wall clock, server at the console's niceness",
     "sim": "the console's control core, simulated clock with modelled latency",
@@ -60,6 +61,7 @@ class VariantResult:
     outcomes: dict[str, list[EpisodeOutcome]] = field(default_factory=dict)
     error: str | None = None
     object_jitter: float = 1.0           # layout randomisation, x the training range
+    scenes: str = SimConfig.scenes       # hardware.sim.tasks.SCENES
     instructions: str | None = None      # the --instructions file, if any
     clock: str = "real"                  # real / sim / lockstep, see CLOCKS
     latency_ms: str | None = None        # --clock sim: the latency modelled
@@ -86,6 +88,7 @@ class VariantResult:
             "episodes_per_task": {t: len(eps) for t, eps in self.outcomes.items()},
             "steps": list(self.steps),
             "object_jitter": self.object_jitter,
+            "scenes": self.scenes,
             "instructions": self.instructions,
             "clock": self.clock,
             "clock_means": CLOCKS[self.clock],
@@ -104,7 +107,8 @@ def run_variant(name: str, steps: tuple[int, int], args, tasks: list[str], conso
     from policy.wire.client import PolicyClient
     from policy.serving.process import ServerProcess
 
-    result = VariantResult(name, steps, object_jitter=args.object_jitter, instructions=args.instructions,
+    result = VariantResult(name, steps, object_jitter=args.object_jitter, scenes=args.scenes,
+                           instructions=args.instructions,
                            clock=args.clock, latency_ms=args.latency_ms if args.clock == "sim" else None)
     server_args = ["--checkpoint", args.checkpoint, "--steps", f"{steps[0]},{steps[1]}",
                    "--bind", "tcp://127.0.0.1:0" if args.port == 0 else f"tcp://127.0.0.1:{args.port}",
@@ -138,10 +142,10 @@ class _Episodes:
     and a running Controller with its ZmqPolicyLink, as run_demo builds them)."""
 
     def __init__(self, client, args, first_task: str):
-        from hardware.sim.env import SimConfig, SimEnv
+        from hardware.sim.env import SimEnv
         self.client, self.args = client, args
         sim = SimConfig(task=first_task, width=args.camera_width, height=args.camera_height,
-                        object_jitter=args.object_jitter)
+                        object_jitter=args.object_jitter, scenes=args.scenes)
         self.controller_config = ControllerConfig(merge=args.merge, request_threshold=args.request_threshold)
         self.env = self.robot = self.controller = None
         if args.clock == "real":
@@ -297,6 +301,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--object-jitter", type=float, default=1.0,
                    help="scale the object layout randomisation (1: the range the demonstrations used; "
                         "1.5: positions up to 1.5x further from the centres, a generalisation test)")
+    p.add_argument("--scenes", choices=list(SCENES), default=SimConfig.scenes,
+                   help="varied: objects anywhere in table regions, random yaw, distractors; classic: a few "
+                        "cm around fixed slots (--object-jitter scales classic only)")
     p.add_argument("--videos", type=int, default=1, help="rollout videos per task and variant (0: none)")
     p.add_argument("--videos-dir", default="eval_videos")
     p.add_argument("--camera-width", type=int, default=320)

@@ -6,6 +6,7 @@ embeddings are computed once per distinct instruction (with the scene prefix), l
 """
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,17 +108,35 @@ def fit_latent_stats(codec, data: PreparedDataset, cfg: WAMConfig, samples: int 
     return flat.mean(1), flat.std(1)
 
 
-def instruction_groups(instructions: list[str]) -> list[list[str]]:
-    """For each recorded instruction, the texts it may be swapped with during training: its sim
-    task's paraphrases when it is one of them (the console accepts any paraphrase), else itself."""
+GRAMMAR_PHRASINGS_PER_TASK = 320    # train-split phrasings per sim task (hardware/sim/instructions.py)
+
+
+def instruction_groups(instructions: list[str],
+                       grammar_per_task: int = GRAMMAR_PHRASINGS_PER_TASK) -> list[list[str]]:
+    """For each recorded instruction, the texts it may be swapped with during training: when it
+    is one of a sim task's own paraphrases, those paraphrases plus `grammar_per_task` phrasings of
+    the instruction grammar's train split (deterministic per task; never a held-out synonym or
+    template), so the policy learns how people talk, not five sentences; else itself."""
     try:
+        from hardware.sim import instructions as grammar
         from hardware.sim.tasks import TASKS
     except Exception:       # no sim (e.g. real-robot data): no paraphrases to add
-        TASKS = {}
+        return [[text] for text in instructions]
+    per_task: dict[str, list[str]] = {}
     groups = []
     for text in instructions:
-        group = next((list(t.instructions) for t in TASKS.values() if text in t.instructions), [text])
-        groups.append(group)
+        task = next((t for t in TASKS.values() if text in t.instructions), None)
+        if task is None:
+            groups.append([text])
+            continue
+        if task.name not in per_task:
+            group = list(task.instructions)
+            if grammar_per_task and task.name in grammar.FRAMES:
+                rng = np.random.default_rng(zlib.crc32(task.name.encode()))
+                group += [p for p in grammar.phrasings(task.name, rng, "train", n=grammar_per_task, unique=True)
+                          if p not in group]
+            per_task[task.name] = group
+        groups.append(per_task[task.name])
     return groups
 
 

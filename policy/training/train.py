@@ -67,6 +67,8 @@ class TrainConfig:
     fsdp: bool = False               # torchrun: shard parameters, gradients and AdamW state over the ranks
                                      # (FSDP2 fully_shard) instead of replicating them (DDP)
     init_codec: str | None = None    # take the codec from this checkpoint (then --codec-steps 0)
+    init: str | None = None          # fine-tune: start the whole model (sizes, weights, codec) from this
+                                     # checkpoint; stages then continue from its weights
     teacher: str | None = None       # a larger trained checkpoint: slice it into the video expert and
                                      # distil it in stage 1 (policy/training/distill.py)
     distill: bool = True             # False: slice the teacher only (the paper's "sliced" ablation)
@@ -124,7 +126,13 @@ class Trainer:
         self.out = Path(tc.out)
         self.out.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(tc.seed)
-        self.cfg: WAMConfig = get_preset(tc.preset).replace(**tc.model_overrides)
+        if tc.init:        # the checkpoint's own sizes: its weights must fit
+            if tc.init_codec or tc.teacher:
+                raise SystemExit("--init takes the whole model (codec included) from its checkpoint: drop "
+                                 "--init-codec / --teacher")
+            self.cfg: WAMConfig = WAMConfig.from_dict(load_checkpoint(tc.init)[1]["wam_config"])
+        else:
+            self.cfg = get_preset(tc.preset).replace(**tc.model_overrides)
         self.model = EfficientWAM(self.cfg).to(self.d.device)
         if self.cfg.codec == "wan22" and not tc.vae_dir:
             raise SystemExit(f"preset {self.cfg.name} encodes video with the Wan2.2 VAE: pass --vae-dir DIR")
@@ -148,6 +156,8 @@ class Trainer:
             self._load_weights()
         elif tc.teacher:
             self._slice_teacher(tc.teacher)
+        elif tc.init:
+            self._init_model(tc.init)
         elif tc.init_codec:
             self._init_codec(tc.init_codec)
         self.data = self._prepare_data()
@@ -190,6 +200,7 @@ class Trainer:
                                      dtype=torch.bfloat16 if self._bf16() and self.cfg.text_encoder == "umt5"
                                      else torch.float32)
         groups = instruction_groups(self.data.instructions)
+        self.phrasings = sorted({t for g in groups for t in g})      # every text trained on (checkpoint)
         text, rows = embed_instructions(encoder, self.cfg.scene_prefix, groups)
         dev = self.d.device      # moved once; every batch is then gathered on the device
         self.source.latents = LatentCache(latents.cond.to(dev), latents.future.to(dev))
@@ -212,6 +223,14 @@ class Trainer:
                                  f"needs {getattr(self.cfg, f)}")
         self.codec.load_state_dict(codec_state)
         self.log(f"codec taken from {checkpoint}")
+
+    def _init_model(self, checkpoint: str) -> None:
+        """Fine-tuning: every weight (and the codec with its latent statistics) from checkpoint."""
+        state, _ = load_checkpoint(checkpoint)
+        self.model.load_state_dict(split_state(state, "wam"))
+        if isinstance(self.codec, TinyCodec):
+            self.codec.load_state_dict(split_state(state, "codec"))
+        self.log(f"model and codec taken from {checkpoint} (fine-tuning)")
 
     def _load_teacher(self, checkpoint: str) -> None:
         from policy.training.distill import TeacherDistillation
@@ -262,6 +281,7 @@ class Trainer:
             "training": {"dataset": ",".join(str(r.resolve()) for r in dataset_roots(self.tc.data)),
                          "episodes": self.data.num_episodes,
                          "frames": len(self.data), "instructions": self.data.instructions,
+                         "phrasings": getattr(self, "phrasings", None) or self.data.instructions,
                          "stages": {s.name: dataclasses.asdict(s) for s in self.stages},
                          "finished": self.state["finished"], "seconds": round(self.state["seconds"], 1),
                          "world_size": self.d.world, "train_config": dataclasses.asdict(self.tc)}})
@@ -448,6 +468,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--device", default="auto")
     p.add_argument("--init-codec", help="checkpoint whose trained codec to start from (with --codec-steps 0 "
                    "it is used as is)")
+    p.add_argument("--init", help="fine-tune: start the whole model (its sizes, weights and codec) from this "
+                   "checkpoint; --model is ignored")
     p.add_argument("--teacher", help="a larger checkpoint trained here (same token layout and head_dim): the "
                    "video expert starts as its slice and stage 1 adds the paper's distillation losses; "
                    "needs --codec-steps 0")

@@ -14,7 +14,7 @@ def test_generate_and_resume(tmp_path, capsys):
     assert r.num_episodes == 1 and r.fps == int(ALOHA_SPEC.control_hz)
     assert r.camera_names == list(CAMERA_NAMES) and r.spec.action_names == ALOHA_SPEC.joint_names
     ep = r.episodes[0]
-    assert ep.metadata == {"task": "put_red_on_plate", "seed": 0, "source": "scripted_expert"}
+    assert ep.metadata == {"task": "put_red_on_plate", "seed": 0, "source": "scripted_expert", "scenes": "varied"}
     table = r.episode_table(0)
     # state is recorded before each step and the action sent at it: the state follows the actions
     assert np.abs(table.state[1:] - table.action[:-1]).mean() < np.abs(table.state[1:] - table.state[:-1]).mean() + 0.05
@@ -31,3 +31,20 @@ def test_generate_and_resume(tmp_path, capsys):
 def test_seed_ranges_do_not_overlap():
     from policy.evaluation.evaluate import EVAL_SEED_BASE
     assert TRAIN_SEED_LIMIT == EVAL_SEED_BASE
+
+
+def test_all_means_the_training_tasks_and_scenes_are_checked(tmp_path, capsys):
+    import pytest
+
+    from hardware.sim.tasks import EVALUATION_ONLY_TASKS
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path / "x"), "--episodes-per-task", "1", "--scenes", "tidy"])
+    assert "unknown --scenes 'tidy'" in capsys.readouterr().err
+    out = tmp_path / "classic"
+    assert main(["--out", str(out), "--tasks", "stack_green_on_purple", "--scenes", "classic", "--episodes-per-task",
+                 "1", "--width", "64", "--height", "48", "--no-progress"]) == 0
+    assert DatasetReader(out).episodes[0].metadata["scenes"] == "classic"
+    from policy.episodes.generate import GenerateConfig, task_list
+    assert GenerateConfig(out=out, tasks=[], episodes_per_task=1).scenes == "varied"
+    assert EVALUATION_ONLY_TASKS and not set(EVALUATION_ONLY_TASKS) & set(task_list("all"))
+    assert "put_green_in_cup" in task_list("all") and task_list("a, b") == ["a", "b"]

@@ -1,6 +1,8 @@
 """policy.training.data: recorded datasets (real mp4 + parquet) become one in-memory training set."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -38,3 +40,20 @@ def test_dataset_roots_reject_an_empty_list():
     assert [p.name for p in dataset_roots("x, y")] == ["x", "y"]
     with pytest.raises(ValueError, match="--data"):
         dataset_roots(" , ")
+
+
+def test_training_swaps_a_sim_instruction_for_grammar_phrasings_never_held_out():
+    from hardware.sim.instructions import markers
+    from hardware.sim.tasks import TASKS
+    from policy.training.latents import instruction_groups
+
+    red = TASKS["put_red_on_plate"].instructions
+    groups = instruction_groups([red[0], red[2], "wipe the table"], grammar_per_task=64)
+    assert groups[0] is groups[1], "one group per task"
+    assert groups[0][:len(red)] == list(red) and len(groups[0]) > 40      # the task's own + the grammar's
+    assert groups[2] == ["wipe the table"]                                 # not a sim task: itself only
+    held_words = {w for ws in markers().values() for w in ws}
+    assert not any(w in re.findall(r"[a-z]+", text.lower()) for text in groups[0] for w in held_words), \
+        "a held-out synonym or template reached training"
+    assert instruction_groups([red[0]], grammar_per_task=64) == [groups[0]], "deterministic"
+    assert instruction_groups([red[0]], grammar_per_task=0) == [list(red)]

@@ -167,3 +167,29 @@ def test_fsdp_two_cpu_ranks_train_and_write_a_servable_checkpoint(dataset, tmp_p
     ckpt = load_file(str(out / "model.safetensors"))
     assert torch.equal(ckpt["wam.action.head.weight"], w0["action.head.weight"])
     assert load_runner(str(out)).model.cfg.video_width == 64
+
+
+def test_init_fine_tunes_the_whole_model_from_a_checkpoint(dataset, tmp_path):
+    from policy.training.train import main
+
+    base = tmp_path / "base"
+    main(_args(dataset, base, steps=(2, 2, 0, 0)))
+    before = load_file(str(base / "model.safetensors"))
+    # --model is ignored with --init: the checkpoint's sizes are what its weights fit
+    args = _args(dataset, tmp_path / "same", steps=(0, 0, 0, 0))
+    args[args.index("--model") + 1] = json.dumps({**TINY, "video_width": 128})
+    main(args + ["--init", str(base)])
+    cfg = json.loads((tmp_path / "same" / "config.json").read_text())
+    assert cfg["wam_config"]["video_width"] == 64
+    same = load_file(str(tmp_path / "same" / "model.safetensors"))
+    assert same.keys() == before.keys() and all(torch.equal(before[k], same[k]) for k in before), \
+        "with no steps the fine-tuned checkpoint is the one it started from"
+    assert cfg["training"]["phrasings"], "the texts trained on are listed (familiarity reads them)"
+
+    main(_args(dataset, tmp_path / "tuned", steps=(0, 0, 0, 2)) + ["--init", str(base)])
+    after = load_file(str(tmp_path / "tuned" / "model.safetensors"))
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("codec.")), "codec kept"
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("wam.")), \
+        "fine-tuning changed no weights"
+    with pytest.raises(SystemExit, match="--init takes the whole model"):
+        main(_args(dataset, tmp_path / "bad") + ["--init", str(base), "--init-codec", str(base)])
