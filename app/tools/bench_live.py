@@ -23,6 +23,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 
 os.environ.setdefault("MUJOCO_GL", "osmesa")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -53,6 +54,31 @@ def summarise(rollouts: dict[str, list[Rollout]], merge: str) -> dict:
         "merge": merge,
         "clock": "real (run_demo's stack, console serving)",
     }
+
+
+@contextlib.contextmanager
+def live_stack(tmp: str, *, checkpoint: str | None = None, merge: str = "replace", browser: bool = False,
+               record: bool = True, console=None) -> Iterator[tuple[DemoStack, object | None]]:
+    """run_demo's stack on free ports (recording into TMP/rollouts unless record=False); with
+    browser, an operator's page open on its console in headless chromium (the live feeds stream).
+    Yields (stack, page or None); the page belongs to the calling thread (Playwright's sync API)."""
+    stack = DemoStack(StackConfig(checkpoint=checkpoint, dataset=os.path.join(tmp, "rollouts") if record else None,
+                                  port=free_port(), policy_port=free_port(), open_browser=False, merge=merge))
+    try:
+        t0 = time.monotonic()
+        stack.start()
+        if console is not None:
+            console.print(f"stack up in {time.monotonic() - t0:.0f} s; console on {stack.url}")
+        with contextlib.ExitStack() as watchers:
+            page = None
+            if browser:            # an operator's page: the live feeds stream meanwhile
+                from app.tools.harness import chromium_page
+                page = watchers.enter_context(chromium_page())
+                page.goto(stack.url)
+                page.wait_for_selector("#ewam-status .status-bar", timeout=120_000)
+            yield stack, page
+    finally:
+        stack.close()
 
 
 def run_all(stack: DemoStack, tasks: list[str], args, rollouts: dict[str, list[Rollout]], console) -> None:
@@ -93,24 +119,11 @@ def main(argv: list[str] | None = None) -> dict:
     if unknown:
         raise SystemExit(f"unknown task(s) {unknown}; tasks: {', '.join(sorted(TASKS))}")
     console = Console(stderr=True)
-    with tempfile.TemporaryDirectory(prefix="bench_live_") as tmp:
-        stack = DemoStack(StackConfig(checkpoint=args.checkpoint, dataset=os.path.join(tmp, "rollouts"),
-                                      port=free_port(), policy_port=free_port(), open_browser=False,
-                                      merge=args.merge))
-        rollouts: dict[str, list[Rollout]] = {}
-        try:
-            t0 = time.monotonic()
-            stack.start()
-            console.print(f"stack up in {time.monotonic() - t0:.0f} s; console on {stack.url}")
-            with contextlib.ExitStack() as watchers:
-                if args.browser:            # an operator's page: the live feeds stream meanwhile
-                    from app.tools.harness import chromium_page
-                    page = watchers.enter_context(chromium_page())
-                    page.goto(stack.url)
-                    page.wait_for_selector("#ewam-status .status-bar", timeout=120_000)
-                run_all(stack, tasks, args, rollouts, console)
-        finally:
-            stack.close()
+    rollouts: dict[str, list[Rollout]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench_live_") as tmp, \
+            live_stack(tmp, checkpoint=args.checkpoint, merge=args.merge, browser=args.browser,
+                       console=console) as (stack, _page):
+        run_all(stack, tasks, args, rollouts, console)
     summary = summarise(rollouts, args.merge)
     summary["browser"] = args.browser
     table = Table(title=f"live success ({summary['clock']}, merge={args.merge})")

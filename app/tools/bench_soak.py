@@ -1,0 +1,454 @@
+"""Benchmark: a long console session. Does anything grow or drift while the demo runs for an hour?
+
+    python -m app.tools.bench_soak --minutes 60 [--interval 60] [--warmup 120] [--plot soak.png]
+
+Starts run_demo's stack in this process with an operator's page open in headless chromium (both
+through app.tools.bench_live.live_stack: policy server child, MuJoCo sim with three cameras,
+10 Hz control loop, Gradio console, recording into a temporary dataset), and cycles the policy
+through the tasks on the wall clock (app.control.episode.run_rollout: reset the scene with the
+next held-out seed, the task's canonical instruction, START, until the task check or its time
+limit; next task ...). Every --interval seconds it prints a row:
+
+  rss / fds      per process, from /proc (statm; PSS from smaps_rollup too): "stack" (this process: console, sim, control loop,
+                 recorder), "policy" (the server child), "chromium" (all its processes summed),
+                 "playwright" (the driver Playwright runs between us and chromium)
+  tmp            size of Gradio's cache dir (GRADIO_TEMP_DIR, private to this run) and
+                 chromium's profile (--user-data-dir); the recording dir separately (every
+                 rollout is recorded and saved, as START with Record ticked does; it grows by
+                 design; --no-record turns it off)
+  fps            per camera, as the page shows them (window.ewamFrames, bumped once per new
+                 frame) and as the stack produces them (the camera's frame seq)
+  latency        p50 of the chunk latencies (observation -> actions queued) in the interval
+  episodes       finished rollouts and successes so far
+
+Threads: the main thread owns the page (Playwright's sync API is single-threaded) and samples;
+one worker thread runs the rollouts; the controller's chunk listener appends to a locked list.
+The last line is JSON: rss_growth_mb_per_h ({process: least-squares slope of RSS after the
+warm-up, MB per hour}), fd_growth ({process: last - first after the warm-up}), tmp_growth_mb,
+fps_first_last, latency_ms_first_last, episodes, successes, and the rows themselves.
+Targets (issue 19): RSS < 20 MB/h per process, no fd or temp growth, last fps and latency within
+10% of the first.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "osmesa")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import numpy as np  # noqa: E402
+
+from app.status import percentile  # noqa: E402
+
+PAGE_SIZE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20
+CHROMIUM_NAMES = ("chromium", "chrome")
+LIVE_ROWS = 12                  # rows the live view shows (the last ones); all are printed at the end
+
+
+# -- /proc probes (psutil is not in the venv) --------------------------------------------------
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(comm, ppid) of pid, or None when it has gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    comm = raw[raw.index("(") + 1:raw.rindex(")")]
+    return comm, int(raw[raw.rindex(")") + 2:].split()[1])
+
+
+def descendants(root: int) -> dict[int, str]:
+    """{pid: comm} of every live process below root."""
+    parent: dict[int, tuple[str, int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (st := _stat(int(entry))) is not None:
+            parent[int(entry)] = st
+    out: dict[int, str] = {}
+    frontier = [root]
+    while frontier:
+        p = frontier.pop()
+        for pid, (comm, ppid) in parent.items():
+            if ppid == p and pid not in out:
+                out[pid] = comm
+                frontier.append(pid)
+    return out
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_SIZE_MB
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def pss_mb(pid: int) -> float:
+    """Proportional set size: shared pages split among their users, so a sum over processes
+    (chromium's ten or so) does not count shared libraries and shared memory ten times."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, IndexError, ValueError):
+        pass
+    return 0.0
+
+
+def fd_count(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
+
+
+def process_groups(root: int, policy_pid: int | None) -> dict[str, list[int]]:
+    """The processes of a soak by role: stack (root), policy (the child and anything below it),
+    chromium (every chromium process), playwright (the driver and anything else we started)."""
+    groups: dict[str, list[int]] = {"stack": [root], "policy": [], "chromium": [], "playwright": []}
+    below = descendants(root)
+    policy = {policy_pid, *descendants(policy_pid)} if policy_pid else set()
+    for pid, comm in below.items():
+        if pid in policy:
+            groups["policy"].append(pid)
+        elif any(name in comm.lower() for name in CHROMIUM_NAMES):
+            groups["chromium"].append(pid)
+        else:
+            groups["playwright"].append(pid)
+    return groups
+
+
+def chromium_profile(pids: list[int]) -> str | None:
+    """The --user-data-dir chromium runs with (the harness's temporary profile)."""
+    for pid in pids:
+        try:
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for a in args:
+            if a.startswith(b"--user-data-dir="):
+                return a.split(b"=", 1)[1].decode()
+    return None
+
+
+def dir_size_mb(path: str | None) -> float:
+    if not path or not os.path.isdir(path):
+        return 0.0
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, f)).st_size
+            except OSError:
+                pass             # a file removed while we walk
+    return total / 2**20
+
+
+# -- the summary (pure) ------------------------------------------------------------------------
+def slope_per_hour(t_s: list[float], y: list[float]) -> float | None:
+    """Least-squares slope of y against t (seconds), in y units per hour; None with < 2 points."""
+    if len(t_s) < 2 or max(t_s) == min(t_s):
+        return None
+    return float(np.polyfit(np.asarray(t_s, float), np.asarray(y, float), 1)[0] * 3600.0)
+
+
+def _first_last(values: list) -> list:
+    present = [v for v in values if v is not None]
+    return [present[0], present[-1]] if present else [None, None]
+
+
+def summarise(rows: list[dict], warmup_s: float) -> dict:
+    """rows: one dict per interval (see Soak.sample). Fits and first/last use rows with t >= warmup_s
+    (all rows if none reach it, flagged in `warmup_reached`)."""
+    steady = [r for r in rows if r["t_s"] >= warmup_s]
+    reached = bool(steady)
+    steady = steady or rows
+    names = sorted({n for r in steady for n in r["rss_mb"]})
+    t = [r["t_s"] for r in steady]
+    rss_growth = {n: (None if (s := slope_per_hour(t, [r["rss_mb"].get(n, 0.0) for r in steady])) is None
+                      else round(s, 1)) for n in names}
+    pss_growth = {n: (None if (s := slope_per_hour(t, [r.get("pss_mb", {}).get(n, 0.0) for r in steady])) is None
+                      else round(s, 1)) for n in names} if steady and "pss_mb" in steady[0] else {}
+    fd_growth = {n: steady[-1]["fds"].get(n, 0) - steady[0]["fds"].get(n, 0) for n in names} if steady else {}
+    cams = sorted({c for r in steady for c in r["fps_page"]})
+    last = rows[-1] if rows else {}
+    return {
+        "rss_growth_mb_per_h": rss_growth,
+        "pss_growth_mb_per_h": pss_growth,
+        "fd_growth": fd_growth,
+        "tmp_growth_mb": round(steady[-1]["tmp_mb"] - steady[0]["tmp_mb"], 3) if steady else None,
+        "tmp_growth_mb_by_dir": {d: round(steady[-1]["tmp_mb_by_dir"][d] - steady[0]["tmp_mb_by_dir"][d], 3)
+                                 for d in (steady[0]["tmp_mb_by_dir"] if steady else {})},
+        "fps_first_last": {"page": {c: _first_last([r["fps_page"].get(c) for r in steady]) for c in cams},
+                           "stack": {c: _first_last([r["fps_stack"].get(c) for r in steady]) for c in cams}},
+        "latency_ms_first_last": _first_last([r["latency_ms_p50"] for r in steady]),
+        "rss_mb_first_last": {n: [round(steady[0]["rss_mb"].get(n, 0.0), 1), round(steady[-1]["rss_mb"].get(n, 0.0), 1)]
+                              for n in names},
+        "episodes": last.get("episodes", 0),
+        "successes": last.get("successes", 0),
+        "warmup_s": warmup_s,
+        "warmup_reached": reached,
+        "rows_fitted": len(steady),
+    }
+
+
+# -- the soak ----------------------------------------------------------------------------------
+@dataclass
+class SoakConfig:
+    minutes: float = 60.0
+    interval_s: float = 60.0
+    warmup_s: float = 120.0
+    tasks: tuple[str, ...] = ()         # empty: every sim task, in turn
+    first_seed: int = 0                 # offset into the held-out seeds
+    checkpoint: str | None = None
+    merge: str = "replace"
+    record: bool = True
+    max_steps: int | None = None
+
+
+class Soak:
+    """Rollouts in a worker thread; `sample()` from the thread that owns the page."""
+
+    def __init__(self, stack, page, config: SoakConfig, gradio_dir: str, recording_dir: str | None, log=print):
+        self.stack, self.page, self.config, self.log = stack, page, config, log
+        self.gradio_dir, self.recording_dir = gradio_dir, recording_dir
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+        self.episodes = self.successes = 0
+        self._lock = threading.Lock()
+        self._latencies: list[float] = []          # since the last sample
+        self._worker = threading.Thread(target=self._run, name="soak-rollouts", daemon=True)
+        self._t0 = 0.0
+        self._prev: tuple[float, dict, dict] | None = None   # (time, page frames, stack seqs)
+        self.profile_dir: str | None = None
+
+    def _on_chunk(self, chunk) -> None:
+        with self._lock:
+            self._latencies.append(float(chunk.latency_ms))
+
+    def _run(self) -> None:
+        from app.control.episode import run_rollout
+        from hardware.sim.tasks import EVAL_SEED_BASE, TASKS
+        tasks = list(self.config.tasks) or sorted(TASKS)
+        i = 0
+        try:
+            while not self.stop.is_set():
+                task = tasks[i % len(tasks)]
+                seed = EVAL_SEED_BASE + self.config.first_seed + i
+                recorder = self.stack.recorder if self.config.record else None
+                if recorder is not None:     # as the console's START with Record ticked
+                    recorder.start(TASKS[task].instruction, "policy")
+                r = run_rollout(self.stack.controller, self.stack.robot, task, seed, TASKS[task].instruction,
+                                max_steps=self.config.max_steps)
+                if self.stop.is_set() and not r.success:     # cut off by the end of the soak: not counted
+                    if recorder is not None:
+                        recorder.discard()
+                    break
+                if recorder is not None:
+                    recorder.save()
+                with self._lock:
+                    self.episodes += 1
+                    self.successes += int(r.success)
+                self.log(f"episode {self.episodes}: {task} seed {seed}: {r.outcome} in {r.seconds:.1f} s "
+                         f"({self.successes}/{self.episodes})")
+                i += 1
+        except BaseException as exc:         # reported by the main thread, which ends the soak
+            self.error = exc
+
+    def _counters(self) -> tuple[float, dict, dict]:
+        frames = self.page.evaluate("() => ({...(window.ewamFrames || {})})") if self.page is not None else {}
+        seqs = {}
+        for name, cam in self.stack.cameras.items():
+            f = cam.latest()
+            seqs[name] = f.seq if f is not None else 0
+        return time.monotonic(), frames, seqs
+
+    def start(self) -> None:
+        if self.page is not None:
+            self.page.wait_for_function("() => window.ewamFrames && Object.keys(window.ewamFrames).length > 0 && "
+                                        "Object.values(window.ewamFrames).every(v => v > 0)", timeout=120_000)
+        self.stack.controller.add_chunk_listener(self._on_chunk)
+        self._t0 = time.monotonic()
+        self._prev = self._counters()
+        self._worker.start()
+
+    def finish(self) -> None:
+        self.stop.set()
+        if self.stack.controller is not None:
+            self.stack.controller.stop()           # ends the rollout in progress; the arm holds
+            self._worker.join(timeout=60)
+            self.stack.controller.remove_chunk_listener(self._on_chunk)
+
+    def sample(self) -> dict:
+        now, frames, seqs = self._counters()
+        t_prev, frames_prev, seqs_prev = self._prev
+        self._prev = (now, frames, seqs)
+        dt = max(now - t_prev, 1e-6)
+        with self._lock:
+            lat, self._latencies = self._latencies, []
+            episodes, successes = self.episodes, self.successes
+        policy_pid = self.stack.policy_process.pid if self.stack.policy_process is not None else None
+        groups = process_groups(os.getpid(), policy_pid)
+        if self.profile_dir is None:
+            self.profile_dir = chromium_profile(groups["chromium"])
+        tmp = {"gradio": dir_size_mb(self.gradio_dir), "chromium_profile": dir_size_mb(self.profile_dir)}
+        return {
+            "t_s": round(now - self._t0, 1),
+            "rss_mb": {n: round(sum(rss_mb(p) for p in pids), 1) for n, pids in groups.items() if pids},
+            "pss_mb": {n: round(sum(pss_mb(p) for p in pids), 1) for n, pids in groups.items() if pids},
+            "fds": {n: sum(fd_count(p) for p in pids) for n, pids in groups.items() if pids},
+            "processes": {n: len(pids) for n, pids in groups.items() if pids},
+            "tmp_mb": round(sum(tmp.values()), 3),
+            "tmp_mb_by_dir": {k: round(v, 3) for k, v in tmp.items()},
+            "recording_mb": round(dir_size_mb(self.recording_dir), 2),
+            "fps_page": {c: round((frames.get(c, 0) - frames_prev.get(c, 0)) / dt, 1) for c in frames},
+            "fps_stack": {c: round((seqs[c] - seqs_prev.get(c, 0)) / dt, 1) for c in seqs},
+            "latency_ms_p50": percentile(lat, 50) if lat else None,
+            "chunks": len(lat),
+            "episodes": episodes,
+            "successes": successes,
+            "load_1m": round(os.getloadavg()[0], 2),
+        }
+
+
+# -- terminal output ---------------------------------------------------------------------------
+def rows_table(rows: list[dict], title: str):
+    from rich.table import Table
+    names = [n for n in ("stack", "policy", "chromium", "playwright") if any(n in r["rss_mb"] for r in rows)]
+    table = Table(title=title)
+    for col in ["t min", *[f"{n} MB/fds" for n in names], "tmp MB", "rec MB", "fps page", "fps stack",
+                "lat p50", "ep (ok)", "load"]:
+        table.add_column(col, justify="right")
+
+    def fps(d: dict) -> str:
+        return "/".join(f"{v:.0f}" for _, v in sorted(d.items())) or "-"
+
+    for r in rows:
+        table.add_row(f"{r['t_s'] / 60:.1f}",
+                      *[f"{r['rss_mb'].get(n, 0):.0f}/{r['fds'].get(n, 0)}" for n in names],
+                      f"{r['tmp_mb']:.2f}", f"{r['recording_mb']:.0f}", fps(r["fps_page"]), fps(r["fps_stack"]),
+                      "-" if r["latency_ms_p50"] is None else f"{r['latency_ms_p50']:.0f}",
+                      f"{r['episodes']} ({r['successes']})", f"{r['load_1m']:.1f}")
+    return table
+
+
+def write_plot(rows: list[dict], warmup_s: float, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    t = [r["t_s"] / 60 for r in rows]
+    fig, (ax_rss, ax_lat) = plt.subplots(2, 1, figsize=(9, 7), sharex=True)
+    for name in sorted({n for r in rows for n in r["rss_mb"]}):
+        ax_rss.plot(t, [r["rss_mb"].get(name, np.nan) for r in rows], marker=".", label=name)
+    ax_rss.set_ylabel("RSS (MB)")
+    ax_rss.legend(loc="upper left")
+    ax_lat.plot(t, [np.nan if r["latency_ms_p50"] is None else r["latency_ms_p50"] for r in rows], marker=".")
+    ax_lat.set_ylabel("chunk latency p50 (ms)")
+    ax_lat.set_xlabel("minutes")
+    for ax in (ax_rss, ax_lat):
+        ax.axvline(warmup_s / 60, color="grey", linestyle=":", label="warm-up")
+        ax.grid(alpha=0.3)
+    fig.suptitle("console soak: RSS per process and chunk latency per interval")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(prog="python -m app.tools.bench_soak", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--minutes", type=float, default=60.0, help="length of the soak after start-up (default 60)")
+    p.add_argument("--interval", type=float, default=60.0, help="seconds between rows (default 60)")
+    p.add_argument("--warmup", type=float, default=120.0, help="seconds left out of the fits (default 120)")
+    p.add_argument("--tasks", default="all", help="comma-separated task names to cycle through, or all")
+    p.add_argument("--first-seed", type=int, default=0, help="offset into the held-out seeds")
+    p.add_argument("--checkpoint", default=None, help="default: the shipped assets/checkpoints/sim-tiny")
+    p.add_argument("--merge", choices=["replace", "blend", "rtc"], default="replace")
+    p.add_argument("--max-steps", type=int, default=None, help="cap episodes at this many ticks")
+    p.add_argument("--no-record", action="store_true", help="run without the recorder")
+    p.add_argument("--plot", metavar="PATH", help="write a PNG of RSS per process and latency over time")
+    args = p.parse_args(argv)
+    if args.minutes <= 0 or args.interval <= 0 or args.warmup < 0:
+        p.error("--minutes and --interval must be > 0 and --warmup >= 0")
+    if args.interval > args.minutes * 60:
+        p.error(f"--interval {args.interval:g} s is longer than the soak ({args.minutes * 60:g} s): no row would "
+                "be printed; lower --interval or raise --minutes")
+    from hardware.sim.tasks import TASKS
+    tasks = () if args.tasks == "all" else tuple(t.strip() for t in args.tasks.split(","))
+    if unknown := [t for t in tasks if t not in TASKS]:
+        p.error(f"unknown task(s) {unknown}; tasks: {', '.join(sorted(TASKS))}")
+    config = SoakConfig(minutes=args.minutes, interval_s=args.interval, warmup_s=args.warmup, tasks=tasks,
+                        first_seed=args.first_seed, checkpoint=args.checkpoint, merge=args.merge,
+                        record=not args.no_record, max_steps=args.max_steps)
+    logging.basicConfig(level=logging.WARNING)
+    from rich.console import Console
+    from rich.live import Live
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.console import Group
+
+    from app.tools.bench_live import live_stack
+    console = Console(stderr=True)
+    console.width = max(console.width, 150)     # the table has a dozen columns
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="bench_soak_") as tmp:
+        # Gradio's cache, private to this run (other processes on the machine share /tmp/gradio).
+        # Set before the stack imports gradio: gradio reads it at import and at Blocks().
+        gradio_dir = os.environ.setdefault("GRADIO_TEMP_DIR", os.path.join(tmp, "gradio"))
+        with live_stack(tmp, checkpoint=config.checkpoint, merge=config.merge, browser=True,
+                        record=config.record, console=console) as (stack, page):
+            soak = Soak(stack, page, config, gradio_dir, stack.config.dataset, log=console.print)
+            soak.start()
+            end = time.monotonic() + config.minutes * 60
+            progress = Progress(TextColumn("soak"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                                TimeRemainingColumn(), console=console)
+            bar = progress.add_task("soak", total=config.minutes * 60)
+            title = f"soak: {config.minutes:g} min, a row every {config.interval_s:g} s, warm-up {config.warmup_s:g} s"
+            live = Live(Group(progress, rows_table(rows, title)), console=console, refresh_per_second=1,
+                        transient=True)        # the whole table is printed once at the end
+            failure = None
+            try:
+                with live:
+                    next_row = time.monotonic() + config.interval_s
+                    while time.monotonic() < end - 1e-3:
+                        page.wait_for_timeout(max(0.0, min(next_row, end) - time.monotonic()) * 1000)
+                        if time.monotonic() >= next_row - 1e-3:
+                            rows.append(soak.sample())
+                            next_row += config.interval_s
+                            if not console.is_terminal:     # a log file: one plain line per row
+                                console.print(json.dumps(rows[-1]), soft_wrap=True, markup=False)
+                        progress.update(bar, completed=min(config.minutes * 60, time.monotonic() - soak._t0))
+                        live.update(Group(progress, rows_table(rows[-LIVE_ROWS:], title)))
+                        if (why := stack.check()) is not None:
+                            failure = f"the stack failed during the soak: {why}"
+                            break
+                        if soak.error is not None:
+                            failure = f"the rollout thread failed: {soak.error!r}"
+                            break
+            finally:
+                soak.finish()
+            if failure:
+                raise SystemExit(failure)
+    console.print(rows_table(rows, title))
+    summary = summarise(rows, config.warmup_s)
+    summary.update(minutes=config.minutes, interval_s=config.interval_s, load_average=list(os.getloadavg()),
+                   cpus=os.cpu_count(), recording=config.record, rows=rows)
+    console.print(f"RSS growth MB/h {summary['rss_growth_mb_per_h']}; fd growth {summary['fd_growth']}; "
+                  f"tmp growth {summary['tmp_growth_mb']} MB; latency p50 first/last "
+                  f"{summary['latency_ms_first_last']} ms; {summary['successes']}/{summary['episodes']} succeeded")
+    if args.plot:
+        write_plot(rows, config.warmup_s, args.plot)
+        console.print(f"plot written to {args.plot}")
+    print(json.dumps(summary), flush=True)
+    return summary
+
+
+if __name__ == "__main__":
+    main()
+    sys.stdout.flush()
+    os._exit(0)        # skip slow interpreter teardown of gradio threads; everything is closed

@@ -1,0 +1,95 @@
+"""app.tools.bench_soak: the slope fit and summary on made-up rows, the /proc probes on real
+processes, and one short real soak (run_demo's stack, headless chromium, rollouts) whose JSON
+last line must carry every key with sane values."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from app.tools import bench_soak
+from app.tools.harness import REPO
+
+KEYS = {"rss_growth_mb_per_h", "fd_growth", "tmp_growth_mb", "fps_first_last", "latency_ms_first_last",
+        "episodes", "successes"}
+
+
+def row(t: float, rss: float, fds: int, tmp: float = 1.0, latency: float | None = 100.0, fps: float = 20.0) -> dict:
+    return {"t_s": t, "rss_mb": {"stack": rss, "policy": 500.0}, "fds": {"stack": fds, "policy": 20},
+            "tmp_mb": tmp, "tmp_mb_by_dir": {"gradio": tmp}, "fps_page": {"head": fps}, "fps_stack": {"head": 30.0},
+            "latency_ms_p50": latency, "episodes": int(t // 10), "successes": int(t // 20)}
+
+
+def test_slope_per_hour_fits_a_line_and_refuses_too_few_points():
+    t = [0, 60, 120, 180]
+    assert bench_soak.slope_per_hour(t, [100 + x / 60 for x in t]) == pytest.approx(60.0)   # 1 MB/min
+    assert bench_soak.slope_per_hour(t, [5, 5, 5, 5]) == pytest.approx(0.0, abs=1e-9)
+    assert bench_soak.slope_per_hour([0], [1]) is None
+
+
+def test_summary_leaves_out_the_warmup_and_has_every_key():
+    rows = [row(0, 1000, 99, tmp=9, latency=5000)]                     # start-up: huge, left out
+    rows += [row(t, 400 + t / 3600 * 10, 50 + (t >= 300), latency=None if t == 120 else 100 + t / 60)
+             for t in range(120, 601, 60)]
+    s = bench_soak.summarise(rows, warmup_s=120)
+    assert KEYS <= s.keys()
+    assert s["rss_growth_mb_per_h"]["stack"] == pytest.approx(10.0, abs=0.1)
+    assert s["rss_growth_mb_per_h"]["policy"] == pytest.approx(0.0, abs=0.1)
+    assert s["fd_growth"] == {"stack": 1, "policy": 0}
+    assert s["tmp_growth_mb"] == 0
+    assert s["latency_ms_first_last"] == [103.0, 110.0]                # the first fitted row had no chunk
+    assert s["fps_first_last"]["page"]["head"] == [20.0, 20.0]
+    assert s["episodes"] == 60 and s["successes"] == 30
+    assert s["warmup_reached"] and s["rows_fitted"] == len(rows) - 1
+
+
+def test_proc_probes_see_a_real_child():
+    child = subprocess.Popen([sys.executable, "-c", "import time; x = bytearray(50 * 2**20); time.sleep(30)"])
+    try:
+        for _ in range(100):
+            if bench_soak.rss_mb(child.pid) > 40:
+                break
+            subprocess.run(["sleep", "0.1"])
+        assert child.pid in bench_soak.descendants(os.getpid())
+        assert bench_soak.rss_mb(child.pid) > 40
+        assert bench_soak.fd_count(child.pid) >= 3
+        groups = bench_soak.process_groups(os.getpid(), policy_pid=child.pid)
+        assert groups["policy"] == [child.pid] and groups["stack"] == [os.getpid()]
+    finally:
+        child.kill()
+        child.wait()
+    assert bench_soak.rss_mb(child.pid) == 0.0 and bench_soak.fd_count(child.pid) == 0
+
+
+def test_bad_flags_are_refused_with_the_fix(capsys):
+    with pytest.raises(SystemExit):
+        bench_soak.main(["--minutes", "0.1", "--interval", "60"])
+    assert "lower --interval" in capsys.readouterr().err
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_short_real_soak(tmp_path):
+    plot = tmp_path / "soak.png"
+    env = dict(os.environ, MUJOCO_GL="osmesa", PYOPENGL_PLATFORM="osmesa", HF_HUB_OFFLINE="1",
+               GRADIO_ANALYTICS_ENABLED="False")
+    env.pop("GRADIO_TEMP_DIR", None)
+    out = subprocess.run([sys.executable, "-m", "app.tools.bench_soak", "--minutes", "0.35", "--interval", "5",
+                          "--warmup", "5", "--plot", str(plot)], cwd=REPO, env=env, capture_output=True, text=True,
+                         timeout=540)
+    assert out.returncode == 0, out.stderr[-4000:]
+    s = json.loads(out.stdout.strip().splitlines()[-1])
+    assert KEYS <= s.keys()
+    assert set(s["rss_growth_mb_per_h"]) >= {"stack", "policy", "chromium"}
+    for r in s["rows"]:
+        assert all(r["rss_mb"][n] > 0 for n in ("stack", "policy", "chromium")), r
+        assert all(r["fds"][n] > 0 and r["pss_mb"][n] > 0 for n in ("stack", "policy", "chromium")), r
+    assert s["episodes"] >= 1 and 0 <= s["successes"] <= s["episodes"]
+    assert all(v[1] is not None and v[1] > 0 for v in s["fps_first_last"]["page"].values()), s["fps_first_last"]
+    assert set(s["fps_first_last"]["page"]) == {"head", "left_wrist", "right_wrist"}
+    assert s["latency_ms_first_last"][0] is not None and s["latency_ms_first_last"][0] > 0
+    assert s["recording"] and s["rows"][-1]["recording_mb"] > 0                 # rollouts were saved
+    assert plot.stat().st_size > 10_000
