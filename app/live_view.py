@@ -6,6 +6,14 @@ therefore gets fewer, fresher frames instead of a growing backlog (NOTES.md: the
 was the only method that stayed usable on a 4 Mbit/s link). Every camera loops on its own,
 so each shows at its own rate. Frames are encoded once per camera frame, whatever the number
 of open tabs, and never written to disk.
+
+Latest frame wins, per client: a pull is answered with the newest frame there is (never the
+next one in a backlog; frames in between are dropped for that client), one pull per tile is in
+flight at a time, and nothing is queued on the server for any client. So on a slow link the
+frame rate falls and a frame's age at display stays about one frame's transfer time plus one
+camera period (tests/network/test_live_view_slow_link.py measures it). Each answer carries
+`captured_ms`, the capture time on the wall clock (ms since the epoch), so a page can tell how
+old a frame is when it shows it (camera_tile.js keeps window.ewamFrameLog).
 """
 from __future__ import annotations
 
@@ -137,6 +145,7 @@ class _CameraFeed:
         b64 = self._encode(frame, view)
         return {"camera": name, "seq": frame.seq, "jpeg": b64, "view": view,
                 "age_ms": round(frame.age_s * 1000.0, 1), "fps": round(self.meter.fps, 1),
+                "captured_ms": round((time.time() - frame.age_s) * 1000.0, 1),
                 "width": int(frame.rgb.shape[1]), "height": int(frame.rgb.shape[0]), "error": None}
 
 
@@ -159,7 +168,7 @@ class LiveFeeds:
     def next_frame(self, name: str, after_seq: int = -1, depth: bool = False) -> dict:
         """The first frame of `name` newer than `after_seq` (waits up to max_wait_s).
 
-        Returns a JSON-ready dict: seq, jpeg (base64), age_ms, fps, width, height, error
+        Returns a JSON-ready dict: seq, jpeg (base64), age_ms, captured_ms (wall clock), fps, width, height, error
         (plain words, or None). Never raises for camera trouble: the page shows the error."""
         feed = self._feeds.get(name)
         if feed is None:

@@ -3,6 +3,17 @@
 Chain (in order): shape / NaN check -> clip to joint limits (with a margin) -> cap the
 per-tick change -> send. A watchdog holds the measured position when no fresh command
 arrives in time. Holding never releases torque: a gravity-loaded arm must not drop.
+
+Watchdog, two ways, same rule (hold once `watchdog_s` has passed since the last command):
+- `tick(now)`, called by whoever drives the arm (the controller, every control tick; on a
+  simulated clock this is the only way, and it is exact on that clock);
+- `start_watchdog()`: a thread of SafeArm's own enforces the deadline on the wall clock
+  (time.monotonic), independently of the caller's ticks, so a hold comes watchdog_s after the
+  last command plus the thread's wake-up latency (~1 ms), not at the next tick (up to a control
+  period later), and comes even when the command source stalls or dies. Start it only when
+  commands carry monotonic times (`now=None` or time.monotonic()). Controller.start() does.
+Threads: one lock (`_lock`, also the watchdog thread's condition) serialises every command,
+hold and watchdog check, so the Arm never sees two calls at once.
 """
 from __future__ import annotations
 
@@ -35,6 +46,9 @@ class SafetyEvents:
     rate_limited: int = 0
     watchdog_holds: int = 0
     last_error: str = ""
+    # (time of the last command, time of the hold), time.monotonic() (or the caller's clock), of
+    # the latest watchdog hold: how late the hold came is measured, not assumed.
+    last_watchdog_hold: tuple[float, float] | None = None
     log: list[str] = field(default_factory=list)
 
     def note(self, message: str) -> None:
@@ -62,6 +76,9 @@ class SafeArm:
                              f"has {spec.action_dim} joints: give one cap per joint")
         self.events = SafetyEvents()
         self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)   # the watchdog thread waits on it
+        self._watchdog: threading.Thread | None = None
+        self._watchdog_stop = False
         self._last_sent: np.ndarray | None = None
         self._last_command_time = -np.inf
         self._holding = True
@@ -105,6 +122,8 @@ class SafeArm:
                 self._refuse("the rate-limited command is not finite (bad measured position?)")
             self._send(clipped)
             self._last_command_time = now
+            if self._holding:
+                self._wake.notify_all()      # the watchdog thread waits without a deadline while holding
             self._holding = False
             return clipped
 
@@ -127,12 +146,53 @@ class SafeArm:
         with self._lock:
             if self._holding or now - self._last_command_time <= self.config.watchdog_s:
                 return False
-            self.events.watchdog_holds += 1
-            self.events.note(f"watchdog: no command for {self.config.watchdog_s * 1000:.0f} ms, holding")
-            self._hold_locked()
+            self._watchdog_hold_locked(now)
             return True
 
+    def start_watchdog(self) -> None:
+        """Enforce watchdog_s from a thread of SafeArm's own, on time.monotonic() (module
+        docstring). Idempotent; an infinite watchdog_s starts nothing."""
+        if not np.isfinite(self.config.watchdog_s):
+            return
+        with self._lock:
+            if self._watchdog is not None:
+                return
+            self._watchdog_stop = False
+            self._watchdog = threading.Thread(target=self._watchdog_loop, name="safearm-watchdog", daemon=True)
+            self._watchdog.start()
+
+    def stop_watchdog(self) -> None:
+        """End the watchdog thread (the arm keeps whatever it was last told: call hold() first)."""
+        with self._lock:
+            thread, self._watchdog = self._watchdog, None
+            self._watchdog_stop = True
+            self._wake.notify_all()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
+
     # -- internals -------------------------------------------------------------------------
+    def _watchdog_hold_locked(self, now: float) -> None:
+        self.events.watchdog_holds += 1
+        self.events.last_watchdog_hold = (self._last_command_time, now)
+        self.events.note(f"watchdog: no command for {self.config.watchdog_s * 1000:.0f} ms, holding")
+        self._hold_locked()
+
+    def _watchdog_loop(self) -> None:
+        with self._lock:
+            while not self._watchdog_stop:
+                if self._holding:
+                    self._wake.wait()                      # until a command moves the arm again
+                    continue
+                remaining = self._last_command_time + self.config.watchdog_s - time.monotonic()
+                if remaining > 0:
+                    self._wake.wait(remaining)             # a command meanwhile moves the deadline on
+                    continue
+                try:
+                    self._watchdog_hold_locked(time.monotonic())
+                except Exception as e:  # noqa: BLE001 - keep guarding; _hold_locked re-sent the last target
+                    self.events.note(f"watchdog: could not hold ({type(e).__name__}: {e}); retrying")
+                    self._wake.wait(self.config.watchdog_s)   # retry, without spinning on a dead arm
+
     def _reference(self) -> np.ndarray:
         # Rate-limit against what we last sent; after a hold, against the measured position,
         # so that the first command after a hold cannot jump.

@@ -20,8 +20,10 @@ Invariants.
   it, so a jog stream still arriving from a held key or stick cannot undo it
   (start_teleop(explicit=False) refuses while latched).
 - No watchdog of its own: when no policy action comes (queue empty, server slow or gone) no
-  command goes out, and SafeArm.tick (SafetyConfig.watchdog_s, checked every tick) holds the
-  measured position; a second, longer timer here could never fire first.
+  command goes out, and SafeArm holds the measured position SafetyConfig.watchdog_s after the
+  last command: start() starts SafeArm's own deadline thread (wall clock, independent of the
+  ticks, so the hold is not late by up to a tick); step() on a simulated clock relies on
+  SafeArm.tick, checked every tick. A second, longer timer here could never fire first.
 - Teleop is dead-man: each command is valid teleop_valid_s.
 Link outages: once a rollout has had a chunk, the time the queue has been empty counts as an
 outage while the link says the server is unreachable (a slow server is not an outage), or when a
@@ -153,6 +155,7 @@ class Controller:
         if self._thread is not None:
             raise RuntimeError("Controller.start() was called twice")
         self._thread = threading.Thread(target=self._control_loop, name="control", daemon=True)
+        self.arm.start_watchdog()         # the wall clock drives the ticks: SafeArm's deadline thread too
         self._thread.start()
         if self.link is not None:
             self.link.start(self)
@@ -172,6 +175,7 @@ class Controller:
             self.arm.hold()
         except ArmError as e:             # the arm was disconnected first: it holds by itself then
             log.warning("could not hold the arm on close: %s", e)
+        self.arm.stop_watchdog()
 
     # -- operator commands (any thread) ------------------------------------------------------------
     def set_instruction(self, text: str) -> None:

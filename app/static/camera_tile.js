@@ -7,6 +7,9 @@ const err = element.querySelector('.cam-error');
 const box = element.querySelector('.depth-toggle');
 window.ewamFrames = window.ewamFrames || {};
 window.ewamFrames[cam] = 0;
+// window.ewamFrameLog[cam]: [seq, captured_ms, shown_ms (wall clock), base64 length] of the last 600 frames shown.
+window.ewamFrameLog = window.ewamFrameLog || {};
+const frameLog = window.ewamFrameLog[cam] = [];
 let seq = -1, depth = false, shown = [];
 if (box) box.addEventListener('change', () => { depth = box.checked; seq = -1; });
 const sleep = ms => new Promise(r => setTimeout(r, ms));
@@ -19,6 +22,8 @@ const sleep = ms => new Promise(r => setTimeout(r, ms));
       img.src = 'data:image/jpeg;base64,' + r.jpeg;
       seq = r.seq;
       window.ewamFrames[cam] += 1;
+      frameLog.push([r.seq, r.captured_ms, Date.now(), r.jpeg.length]);
+      if (frameLog.length > 600) frameLog.shift();
       const now = performance.now();
       shown.push(now);
       while (shown.length && now - shown[0] > 1000) shown.shift();

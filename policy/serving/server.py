@@ -3,6 +3,7 @@
     python -m policy.server --checkpoint DIR [--device cuda] [--bind tcp://127.0.0.1:5555] [--keys DIR]
     python -m policy.server --preset sim-tiny --random-init
     python -m policy.server --runner testing          # numpy stand-in, for tests and transport benchmarks
+    python -m policy.server --preset sim-tiny --random-init --batch 8   # several robots: batch their requests
 
 Two threads. The socket thread owns the ROUTER: it decodes and checks every message, answers
 hello and ping at once (even while the model is busy) and queues infer / preview jobs. The
@@ -10,7 +11,11 @@ worker thread owns the model and runs one job at a time, taken round-robin acros
 (each client's own requests stay in order). Inference goes before previews, except that a
 preview which has waited `preview_max_wait_s` goes next, so previews never starve. Results go
 back to the socket thread over an inproc socket (ZeroMQ sockets are not thread-safe).
-No batching: one robot per server is the common case, and a batch would delay the first robot.
+Batching (`--batch N`, ServerConfig.max_batch; off by default): the worker takes, with the next
+infer, the other clients' infers already queued (policy.serving.scheduler.get_batch, at most N,
+one per client) and runs them in one runner.infer_batch() pass, where the runner has one
+(WAMRunner). It never waits for a batch to fill, so a lone robot is served exactly as without
+it; each reply's timings carry "batch" (how many were sampled together).
 
 Binds loopback by default; any other interface requires CurveZMQ keys (policy.keys).
 Once serving, the process prints one line to stdout, "policy server ready on ADDRESS" (READY_LINE;
@@ -73,6 +78,11 @@ class ServerConfig:
     max_pending_per_client: int = 4       # more queued requests from one client get a "busy" error
     preview_max_wait_s: float = 0.5
     remembered_clients: int = 4096        # greeted client identities kept (LRU)
+    max_batch: int = 1                    # infer requests of different clients sampled together (1: off)
+
+    def __post_init__(self):
+        if self.max_batch < 1:
+            raise ValueError(f"ServerConfig.max_batch is {self.max_batch}; use 1 (no batching) or more")
 
 
 class _NonFiniteActions(RuntimeError):
@@ -85,6 +95,9 @@ class PolicyServer:
         self.config = config or ServerConfig()
         check_bind(self.config.bind, self.config.keys_dir)
         self.metadata = runner.metadata
+        self.max_batch = self.config.max_batch if hasattr(runner, "infer_batch") else 1
+        if self.max_batch < self.config.max_batch:
+            log.warning("%s has no infer_batch(): serving one request at a time", type(runner).__name__)
         self.scheduler = FairScheduler(self.config.max_pending_per_client, self.config.preview_max_wait_s)
         self._greeted: OrderedDict[bytes, None] = OrderedDict()
         self._stop = threading.Event()
@@ -234,11 +247,66 @@ class PolicyServer:
         out.connect(self._results_address)
         try:
             while not self._stop.is_set():
-                job = self.scheduler.get(timeout=0.2)
-                if job is not None:
-                    self._run_job(job, out)
+                jobs = self.scheduler.get_batch(0.2, self.max_batch)
+                if len(jobs) > 1:
+                    self._run_batch(jobs, out)
+                elif jobs:
+                    self._run_job(jobs[0], out)
         finally:
             out.close()
+
+    def _run_batch(self, jobs: list[Job], out: zmq.Socket) -> None:
+        """Infer jobs of several clients in one runner.infer_batch() pass; each reply is checked and
+        sent like a lone one. A failing batch is retried one by one, so one bad request fails alone."""
+        started = time.perf_counter()
+        live = []
+        for job in jobs:
+            timeout_ms = job.msg.body.get("timeout_ms")
+            queue_ms = (started - job.received) * 1000
+            if isinstance(timeout_ms, (int, float)) and queue_ms > timeout_ms:
+                log.warning("client %s request %d: dropped after %.0f ms in the queue (client gave up at %.0f ms)",
+                            job.identity.hex(), job.msg.id, queue_ms, timeout_ms)
+            else:
+                live.append(job)
+        if len(live) <= 1:
+            for job in live:
+                self._run_job(job, out)
+            return
+        try:
+            chunks = self.runner.infer_batch([job.payload for job in live])
+        except Exception as e:  # noqa: BLE001 - one request's fault must not fail the others: alone, each
+            log.warning("a batch of %d failed (%s: %s); running its requests one by one", len(live), type(e).__name__, e)
+            for job in live:
+                self._run_job(job, out)
+            return
+        inference_ms = (time.perf_counter() - started) * 1000
+        for job, chunk in zip(live, chunks):
+            queue_ms = (started - job.received) * 1000
+            try:
+                frames = self._chunk_frames(job, chunk, queue_ms, inference_ms)
+            except _NonFiniteActions as e:
+                log.error("client %s request %d: %s", job.identity.hex(), job.msg.id, e)
+                frames = protocol.encode_error(job.msg.id, ErrorCode.NON_FINITE, str(e))
+            except Exception as e:  # noqa: BLE001 - a malformed result: tell this client, keep serving
+                log.exception("client %s request %d failed", job.identity.hex(), job.msg.id)
+                frames = protocol.encode_error(job.msg.id, ErrorCode.INTERNAL, f"{type(e).__name__}: {e}")
+            out.send_multipart([job.identity] + frames, copy=False)
+        log.info("batch of %d infers (%s) | inference %.1f ms", len(live),
+                 ", ".join(j.identity.hex()[:8] for j in live), inference_ms)
+
+    def _chunk_frames(self, job: Job, chunk, queue_ms: float, inference_ms: float) -> list:
+        """Check a runner's chunk (shape, NaN/inf) and encode the reply to `job`."""
+        actions = np.asarray(chunk.actions, dtype=np.float32)
+        if actions.shape != (self.metadata.chunk_length, self.metadata.action_dim):
+            raise RuntimeError(f"runner returned actions of shape {actions.shape}, metadata says "
+                               f"({self.metadata.chunk_length}, {self.metadata.action_dim})")
+        if not np.all(np.isfinite(actions)):    # never let NaN/inf reach an arm
+            raise _NonFiniteActions(f"the model returned {int(np.size(actions) - np.isfinite(actions).sum())} "
+                                    f"NaN/inf values in chunk {chunk.chunk_id}; the chunk was not sent")
+        chunk.actions = actions
+        chunk.timings_ms.update(queue=queue_ms, inference=inference_ms,
+                                server_total=(time.perf_counter() - job.received) * 1000)
+        return protocol.encode_chunk(job.msg.id, chunk)
 
     def _run_job(self, job: Job, out: zmq.Socket) -> None:
         started = time.perf_counter()
@@ -256,17 +324,7 @@ class PolicyServer:
             if job.msg.type == "infer":
                 chunk = self.runner.infer(job.payload)
                 inference_ms = (time.perf_counter() - started) * 1000
-                actions = np.asarray(chunk.actions, dtype=np.float32)
-                if actions.shape != (self.metadata.chunk_length, self.metadata.action_dim):
-                    raise RuntimeError(f"runner returned actions of shape {actions.shape}, metadata says "
-                                       f"({self.metadata.chunk_length}, {self.metadata.action_dim})")
-                if not np.all(np.isfinite(actions)):    # never let NaN/inf reach an arm
-                    raise _NonFiniteActions(f"the model returned {int(np.size(actions) - np.isfinite(actions).sum())} "
-                                            f"NaN/inf values in chunk {chunk.chunk_id}; the chunk was not sent")
-                chunk.actions = actions
-                chunk.timings_ms.update(queue=queue_ms, inference=inference_ms,
-                                        server_total=(time.perf_counter() - job.received) * 1000)
-                frames = protocol.encode_chunk(job.msg.id, chunk)
+                frames = self._chunk_frames(job, chunk, queue_ms, inference_ms)
                 detail = f"chunk {chunk.chunk_id}"
             elif job.msg.type in ("familiarity", "surprise"):   # off the action path: queued behind infers
                 result = (self.runner.familiarity(job.payload) if job.msg.type == "familiarity"
@@ -367,6 +425,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keys", help="CurveZMQ key directory (required to bind off loopback)")
     parser.add_argument("--max-message-mb", type=float, default=protocol.DEFAULT_MAX_MESSAGE_BYTES / 2**20)
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--batch", type=int, default=1, metavar="N",
+                        help="sample up to N clients' simultaneous infer requests in one pass (1 = off, the "
+                             "default); never waits for a batch to fill, so a lone robot is not delayed")
     parser.add_argument("--runner", choices=["wam", "testing"], default="wam",
                         help="'testing' serves a numpy stand-in (tests and transport benchmarks)")
     parser.add_argument("--testing-cameras", default="head,left_wrist,right_wrist")
@@ -402,7 +463,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as e:     # missing --text-dir / --vae-dir, bad directory
         print(f"error: {e}", file=sys.stderr)
         return 2
-    config = ServerConfig(bind=args.bind, keys_dir=args.keys, max_message_bytes=int(args.max_message_mb * 2**20))
+    if args.batch < 1:
+        print(f"error: --batch {args.batch}: give 1 (no batching) or more", file=sys.stderr)
+        return 2
+    config = ServerConfig(bind=args.bind, keys_dir=args.keys, max_message_bytes=int(args.max_message_mb * 2**20),
+                          max_batch=args.batch)
     try:
         server = PolicyServer(runner, config)
     except zmq.ZMQError as e:

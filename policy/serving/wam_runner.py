@@ -23,6 +23,7 @@ from policy.model.codec import (
     tensor_to_frames,
 )
 from policy.model.config import WAMConfig, get_preset
+from policy.model.flow import randn
 from policy.model.observation import compose_t_layout
 from policy.model.precision import cast_for_inference, parse_dtype
 from policy.model.sampler import FlowSampler
@@ -173,6 +174,63 @@ class WAMRunner(PolicyRunner):
                             "sample": _ms(t_enc, t3)})
 
     @torch.no_grad()
+    def infer_batch(self, observations: list[Observation]) -> list[ActionChunk]:
+        """Several robots' observations in one sampler pass (policy.server --batch): chunk i equals
+        infer(observations[i]) run alone, one after another, to float tolerance: each sample gets
+        the noise it would have drawn alone, in order, and the chunk ids infer() would have given.
+        Requests whose committed prefixes differ in length go in separate passes (inpainting
+        shares one prefix length). infer()'s own single-request path is untouched."""
+        if len(observations) <= 1:
+            return [self.infer(obs) for obs in observations]
+        t0 = time.perf_counter()
+        states = [self._check(obs) for obs in observations]
+        images = [compose_t_layout(obs.images, self.cfg.image_height, self.cfg.image_width) for obs in observations]
+        h, a = self.cfg.horizon, self.cfg.action_dim
+        with self._lock:
+            t1 = time.perf_counter()
+            text_kvs = [self.text_kv(obs.instruction) for obs in observations]
+            t2 = time.perf_counter()
+            conds = [self.codec.encode(frames_to_tensor(image, self.device)) for image in images]
+            t_enc = time.perf_counter()
+            noises = [(randn((1, *self.cfg.future_latent_shape), self.device, self.generator),
+                       randn((1, h, a), self.device, self.generator)) for _ in observations]
+            prefixes: list[np.ndarray | None] = []
+            for obs in observations:
+                committed = None if obs.committed is None or not len(obs.committed) else \
+                    ((np.asarray(obs.committed[:h], np.float32) - self.norm.action_mean) / self.norm.action_std)
+                prefixes.append(None if committed is None else committed.astype(np.float32))
+            groups: dict[int, list[int]] = {}
+            for i, prefix in enumerate(prefixes):
+                groups.setdefault(0 if prefix is None else len(prefix), []).append(i)
+            actions: list[np.ndarray | None] = [None] * len(observations)
+            futures: list[torch.Tensor | None] = [None] * len(observations)
+            for k, members in groups.items():
+                text_kv = [(torch.cat([text_kvs[i][layer][0] for i in members]),
+                            torch.cat([text_kvs[i][layer][1] for i in members])) for layer in range(len(text_kvs[0]))]
+                s = torch.from_numpy(np.stack([(states[i] - self.norm.state_mean) / self.norm.state_std
+                                               for i in members]).astype(np.float32)).to(self.device)
+                prefix = None if k == 0 else torch.from_numpy(np.stack([prefixes[i] for i in members])).to(self.device)
+                noise = (torch.cat([noises[i][0] for i in members]), torch.cat([noises[i][1] for i in members]))
+                res = self.sampler.sample(torch.cat([conds[i] for i in members]), None, s, noise=noise,
+                                          text_kv=text_kv, prefix=prefix)
+                out = res.actions.float().cpu().numpy() * self.norm.action_std + self.norm.action_mean
+                for j, i in enumerate(members):
+                    actions[i] = out[j]
+                    futures[i] = res.future[j:j + 1].detach() if self.imagines_future else None
+            t3 = time.perf_counter()
+            chunks = []
+            for i, image in enumerate(images):
+                chunk_id = self._next_id
+                self._next_id += 1
+                self._futures[chunk_id] = (image, futures[i])
+                chunks.append(ActionChunk(actions[i].astype(np.float32), chunk_id,
+                                          {"inference": _ms(t0, t3), "text": _ms(t1, t2), "encode": _ms(t2, t_enc),
+                                           "sample": _ms(t_enc, t3), "batch": len(observations)}))
+            while len(self._futures) > self.keep_previews:
+                self._futures.popitem(last=False)
+        return chunks
+
+    @torch.no_grad()
     def preview(self, chunk_id: int) -> np.ndarray:
         """(T, h, w, 3) uint8 decoded future; T = 0 for a video-free ([0, T_a]) runner."""
         with self._lock:
@@ -310,5 +368,6 @@ def load_runner(checkpoint: str | None = None, preset: str = "sim-tiny", device:
                       meta.get("scene_prefix", cfg.scene_prefix))
     return WAMRunner(model, codec, text, norm, preset, device, steps, seed, dtype=dt,
                      image_sizes=meta.get("image_sizes"), compile_action_step=compile_action_step,
-                     training_instructions=meta.get("training", {}).get("instructions"),
+                     training_instructions=(meta.get("training", {}).get("phrasings")      # every text trained on
+                                            or meta.get("training", {}).get("instructions")),
                      thresholds=MonitorThresholds.load(checkpoint))

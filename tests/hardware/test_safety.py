@@ -150,6 +150,32 @@ def test_watchdog_with_real_clock(arm):
     assert safe.tick() is True
 
 
+def test_watchdog_thread_holds_on_time_without_any_tick(arm):
+    """start_watchdog(): the deadline is enforced by SafeArm itself, not at the caller's next tick."""
+    safe = SafeArm(arm, SafetyConfig(watchdog_s=0.1))
+    safe.start_watchdog()
+    try:
+        for _ in range(5):                        # commands faster than the watchdog: no hold
+            safe.command([0.05, 0.6, 0.5])
+            time.sleep(0.03)
+        assert not safe.holding and safe.events.watchdog_holds == 0
+        time.sleep(0.4)                           # silence, and nobody calls tick()
+        assert safe.holding and safe.events.watchdog_holds == 1
+        last_command, held_at = safe.events.last_watchdog_hold
+        late = held_at - last_command - 0.1
+        assert 0 <= late < 0.05, f"the hold came {late * 1000:.1f} ms after the deadline"
+        assert safe.tick() is False               # one hold, not two
+        safe.command([0.06, 0.6, 0.5])            # a command resumes; the thread guards it again
+        time.sleep(0.3)
+        assert safe.holding and safe.events.watchdog_holds == 2
+    finally:
+        safe.stop_watchdog()
+    safe.command([0.05, 0.6, 0.5])
+    time.sleep(0.25)
+    assert not safe.holding and safe.events.watchdog_holds == 2      # stopped: only tick() holds now
+    assert safe.tick() is True
+
+
 def test_dry_run_checks_but_sends_nothing(arm):
     safe = SafeArm(arm, SafetyConfig(dry_run=True))
     sent = safe.command([5.0, 0.5, 0.5], now=0.0)

@@ -5,10 +5,12 @@
 Used by netns.py only where the kernel has no netem qdisc (some VM kernels lack sch_netem).
 Every Ethernet frame that arrives on one interface leaves on the other after `delay_ms` plus a
 uniform jitter in [-jitter_ms, +jitter_ms] 
-or is dropped with probability `loss` — real packet loss, which TCP must retransmit. Frames
-keep their order (a frame never leaves before the one ahead of it, as on a real link whose delay
+or is dropped with probability `loss` — real packet loss, which TCP must retransmit. With
+`rate_mbit` each direction is a link of that bandwidth: a frame waits for the frames ahead of it
+to be sent (len * 8 / rate each) and is dropped when `limit` frames already wait (netem's
+`rate` and `limit`: tail drop, 1000 frames by default). Frames keep their order (a frame never leaves before the one ahead of it, as on a real link whose delay
 varies by queueing; netem behaves so when given a rate, which netns.py always gives it). Settings
-come as JSON lines on stdin ({"delay_ms": 50, "jitter_ms": 20, "loss": 0.02}), each acknowledged by
+come as JSON lines on stdin ({"delay_ms": 50, "jitter_ms": 20, "loss": 0.02, "rate_mbit": 4}), each acknowledged by
 "ok" on stdout; "ready" is printed once both interfaces are open; EOF on stdin ends it.
 """
 from __future__ import annotations
@@ -36,11 +38,13 @@ def main(a: str, b: str) -> int:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 << 20)
         socks[name] = s
     peer = {socks[a]: socks[b], socks[b]: socks[a]}
-    settings = {"delay_ms": 0.0, "jitter_ms": 0.0, "loss": 0.0}
+    settings = {"delay_ms": 0.0, "jitter_ms": 0.0, "loss": 0.0, "rate_mbit": None, "limit": 1000}
     rng = random.Random(int.from_bytes(os.urandom(4), "little"))
     due: list[tuple[float, int, socket.socket, bytes]] = []
     seq = 0
     last_due = {s: 0.0 for s in peer}              # per outgoing interface: keep order
+    busy_until = {s: 0.0 for s in peer}            # per outgoing interface: when its "wire" is free
+    waiting = {s: 0 for s in peer}                 # frames queued per outgoing interface
     stdin = sys.stdin.buffer
     print("ready", flush=True)
     while True:
@@ -68,11 +72,19 @@ def main(a: str, b: str) -> int:
                 delay = settings["delay_ms"] + rng.uniform(-settings["jitter_ms"], settings["jitter_ms"])
                 seq += 1
                 out = peer[s]
-                last_due[out] = max(last_due[out], time.monotonic() + max(0.0, delay) / 1000)
+                now = time.monotonic()
+                sent = now
+                if settings["rate_mbit"]:
+                    if waiting[out] >= settings["limit"]:
+                        continue                      # the link's queue is full: tail drop
+                    sent = busy_until[out] = max(now, busy_until[out]) + len(data) * 8 / (settings["rate_mbit"] * 1e6)
+                last_due[out] = max(last_due[out], sent + max(0.0, delay) / 1000)
+                waiting[out] += 1
                 heapq.heappush(due, (last_due[out], seq, out, data))
         now = time.monotonic()
         while due and due[0][0] <= now:
             _, _, out, data = heapq.heappop(due)
+            waiting[out] -= 1
             try:
                 out.send(data)
             except OSError:              # the far link is down or its queue full: the frame is lost

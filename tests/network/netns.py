@@ -5,6 +5,7 @@
     with link.client_side():             # this thread, and every thread it starts, is in cli
         client = PolicyClient("tcp://10.77.0.1:5555", keys=...)
     link.impair(delay_ms=50, jitter_ms=20, loss=0.02)   # each way
+    link.impair(rate_mbit=4)             # a 4 Mbit/s link each way (queued frames wait their turn)
     link.partition(); link.heal()        # `ip link set DEV down` / up on the server's side
     link.close()                         # deletes the namespaces (and so the veth pair)
 
@@ -135,7 +136,7 @@ class NetLink:
         self.server_dev, self.client_dev = f"ews{tag}", f"ewc{tag}"     # <= 15 characters
         self.server_ip, self.client_ip = SERVER_IP, CLIENT_IP
         self._impairer: subprocess.Popen | None = None
-        self.settings = {"delay_ms": 0.0, "jitter_ms": 0.0, "loss": 0.0}
+        self.settings = {"delay_ms": 0.0, "jitter_ms": 0.0, "loss": 0.0, "rate_mbit": None}
 
     @classmethod
     def create(cls, mtu: int = 1500, backend: str | None = None) -> "NetLink":
@@ -201,11 +202,14 @@ class NetLink:
     def server_side(self):
         return entered(self.server_ns)
 
-    def impair(self, delay_ms: float = 0.0, jitter_ms: float = 0.0, loss: float = 0.0) -> None:
-        """Delay (plus uniform jitter) and loss (0..1), applied in each direction. Jitter keeps the
-        frames in order (netem's `rate` makes it so; without one netem reorders, which TCP reads
-        as loss and which real links with queueing jitter do not do)."""
-        self.settings = {"delay_ms": float(delay_ms), "jitter_ms": float(jitter_ms), "loss": float(loss)}
+    def impair(self, delay_ms: float = 0.0, jitter_ms: float = 0.0, loss: float = 0.0,
+               rate_mbit: float | None = None) -> None:
+        """Delay (plus uniform jitter), loss (0..1) and a bandwidth (Mbit/s, None: unlimited),
+        applied in each direction. Jitter keeps the frames in order (netem's `rate` makes it so;
+        without one netem reorders, which TCP reads as loss and which real links with queueing
+        jitter do not do)."""
+        self.settings = {"delay_ms": float(delay_ms), "jitter_ms": float(jitter_ms), "loss": float(loss),
+                         "rate_mbit": None if rate_mbit is None else float(rate_mbit)}
         if self._impairer is not None:
             self._impairer.stdin.write(json.dumps(self.settings) + "\n")
             self._impairer.stdin.flush()
@@ -213,11 +217,12 @@ class NetLink:
                 raise NetnsError(f"the userspace impairer in {self.mid_ns} died (exit code {self._impairer.poll()})")
             return
         for ns, dev in ((self.server_ns, self.server_dev), (self.client_ns, self.client_dev)):
-            if not (delay_ms or jitter_ms or loss):
+            if not (delay_ms or jitter_ms or loss or rate_mbit):
                 _netns_exec(ns, "tc", "qdisc", "del", "dev", dev, "root", check=False)
                 continue
             _netns_exec(ns, "tc", "qdisc", "replace", "dev", dev, "root", "netem", "delay", f"{delay_ms}ms",
-                        f"{jitter_ms}ms", "loss", f"{loss * 100}%", "rate", "1gbit", "limit", "10000")
+                        f"{jitter_ms}ms", "loss", f"{loss * 100}%", "rate",
+                        f"{rate_mbit}mbit" if rate_mbit else "1gbit", "limit", "1000" if rate_mbit else "10000")
 
     def partition(self) -> None:
         """Cut the link: the server's interface goes down (packets either way are lost)."""

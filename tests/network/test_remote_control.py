@@ -19,24 +19,6 @@ from policy.wire.client import PolicyClient
 SERVER_DELAY_MS = 50          # the testing runner's stand-in for inference
 
 
-class TimedSafeArm(SafeArm):
-    """The real safety layer, noting when each hold and each command happened."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.hold_times: list[float] = []
-        self.command_times: list[float] = []
-
-    def hold(self):
-        self.hold_times.append(time.monotonic())
-        return super().hold()
-
-    def command(self, target, now=None):
-        out = super().command(target, now=now)
-        self.command_times.append(time.monotonic())
-        return out
-
-
 def wait_for(condition, timeout_s: float, what: str):
     deadline = time.monotonic() + timeout_s
     while not condition():
@@ -64,7 +46,7 @@ def remote_controller(net, keys, remote_server, robot):
             client = PolicyClient(f"tcp://{net.server_ip}:{PORT}", keys=keys[0], timeout_s=timeout_s,
                                   hello_timeout_s=timeout_s)
             client.ping(timeout_s=5.0)
-            controller = Controller(TimedSafeArm(robot.arm, SafetyConfig()), robot.cameras, client,
+            controller = Controller(SafeArm(robot.arm, SafetyConfig()), robot.cameras, client,
                                     ControllerConfig(**config))
             controller.start()
         made.append((controller, client))
@@ -137,18 +119,29 @@ def test_partition_holds_says_unreachable_and_resumes_only_after_a_short_outage(
     wait_for(lambda: controller.status().chunk_count >= count + 2, 15, "chunks after a short outage")
     assert controller.status().mode == Mode.POLICY
 
-    # A 3 s partition: the arm holds within one watchdog interval of its last command, the status
-    # says the server is unreachable, and after the link returns nothing moves until start_policy().
+    # A 3 s partition: the arm holds within 250 ms of its last command (SafeArm's own deadline,
+    # watchdog_s after it), the status says the server is unreachable, and after the link
+    # returns nothing moves until start_policy(). The hold is SafeArm's event, timed where it
+    # happens (not at the next tick); the queued actions keep running after the link goes down.
     down_at = time.monotonic()
     net.partition()
-    wait_for(lambda: any(t > down_at and held for t, _, held in list(holding)), 5, "the arm to hold")
-    held_at = next(t for t, _, held in list(holding) if t > down_at and held)     # the tick that held
-    last_command = max(t for t, commanded, _ in list(holding) if commanded and t < held_at)
+    def held():
+        h = arm.events.last_watchdog_hold
+        return h is not None and h[1] > down_at
+    wait_for(held, 5, "the arm to hold")
+    last_command, held_at = arm.events.last_watchdog_hold
+    commanded = [t for t, was_commanded, _ in list(holding) if was_commanded and t < held_at]
+    assert abs(max(commanded) - last_command) < 1e-6, "the hold is not timed from the last executed command"
     hold_after_command = held_at - last_command
     hold_after_down = held_at - down_at
+    print(f"\npartition ({net.backend}): hold {hold_after_command * 1000:.0f} ms after the last executed command "
+          f"(watchdog_s {SafetyConfig().watchdog_s * 1000:.0f} ms), {hold_after_down * 1000:.0f} ms after the link "
+          f"went down (the queued actions ran first: {len([t for t in commanded if t > down_at])} of them)")
+    assert hold_after_command <= 0.25, f"hold {hold_after_command * 1000:.0f} ms after the last command (bound 250 ms)"
     wait_for(lambda: not controller.status().server_connected, 3, "the status to say the link is down")
-    status = controller.status()
-    assert "did not answer" in status.last_error or "no reply" in status.last_error, status.last_error
+    # (a camera stalled by a busy machine may take the error line for a moment: wait for the link's)
+    wait_for(lambda: any(m in controller.status().last_error for m in ("did not answer", "no reply")), 3,
+             "the status to say the server does not answer")
     time.sleep(max(0.0, down_at + 3.0 - time.monotonic()))
     net.heal()
     wait_for(lambda: controller.status().server_connected, 10, "the link to come back")
@@ -161,6 +154,3 @@ def test_partition_holds_says_unreachable_and_resumes_only_after_a_short_outage(
     controller.start_policy()
     wait_for(lambda: controller.status().chunk_count > count, 10, "chunks after start_policy()")
     wait_for(lambda: not arm.holding, 3, "motion again")
-    print(f"\npartition ({net.backend}): hold {hold_after_command * 1000:.0f} ms after the last command, "
-          f"{hold_after_down * 1000:.0f} ms after the link went down (the queue ran out first)")
-    assert hold_after_command <= SafetyConfig().watchdog_s + 0.1 + 0.05     # one watchdog interval + a tick
