@@ -7,25 +7,47 @@ attention per layer; it has its own q/k RMSNorm, output projection, FFN, timeste
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from policy.model.config import WAMConfig
 from policy.model.layers import (
     FP32LayerNorm,
+    LinearPack,
+    as_dtype,
     ffn,
     fp32_island,
+    linear_t,
     mlp3,
     mod_offset,
     modulate,
+    norm_modulate,
+    pack_linear,
     sincos_1d,
     sinusoid,
     time_mlp,
     time_projection,
     xavier_,
 )
-from policy.model.video_expert import SelfAttention
+from policy.model.video_expert import AttnPack, SelfAttention, ffn_packed, pack_ffn
+
+
+@dataclass
+class ActionBlockPack:
+    self_attn: AttnPack
+    ffn: tuple[LinearPack, LinearPack]
+
+
+@dataclass
+class ActionExpertPack:
+    """The action expert's hot-loop weights laid out once (EfficientWAM.inference_pack)."""
+    blocks: list[ActionBlockPack]
+    embedding: tuple[LinearPack, LinearPack, LinearPack]      # action_embedding's 3 Linears
+    positions: torch.Tensor                                   # (1, H, dim) of the action tokens
+    head: LinearPack
 
 
 class ActionBlock(nn.Module):
@@ -44,10 +66,18 @@ class ActionBlock(nn.Module):
         with fp32_island(e):
             return list((self.modulation + e + self.mod_offset).float().unsqueeze(2).unbind(1))
 
-    def qkv(self, x, m):
+    def pack(self) -> ActionBlockPack:
+        return ActionBlockPack(self.self_attn.pack(), pack_ffn(self.ffn))
+
+    def qkv(self, x, m, pack: ActionBlockPack | None = None):
+        if pack is not None:        # B = 1: adaLN folded into the LayerNorm (norm_modulate)
+            return self.self_attn.qkv(norm_modulate(x, m[0], m[1], self.norm1.eps), None, pack.self_attn)
         return self.self_attn.qkv(torch.addcmul(m[0], self.norm1(x), m[1]))
 
-    def finish(self, x, attn_out, m):
+    def finish(self, x, attn_out, m, pack: ActionBlockPack | None = None):
+        if pack is not None:
+            x = torch.addcmul(x, linear_t(attn_out, pack.self_attn.o), m[2])
+            return torch.addcmul(x, ffn_packed(norm_modulate(x, m[3], m[4], self.norm2.eps), pack.ffn), m[5])
         x = torch.addcmul(x, self.self_attn.o(attn_out), m[2])
         return torch.addcmul(x, self.ffn(torch.addcmul(m[3], self.norm2(x), m[4])), m[5])
 
@@ -82,10 +112,23 @@ class ActionExpert(nn.Module):
         r = self.registers.expand(state.shape[0], -1, -1) + self.positions[:, 1 + h:].to(dt)
         return s, r
 
+    def pack(self) -> ActionExpertPack:
+        emb = self.action_embedding
+        dt, h = self.head.weight.dtype, self.cfg.horizon
+        return ActionExpertPack([blk.pack() for blk in self.blocks],
+                                tuple(pack_linear(emb[i].weight, emb[i].bias) for i in (0, 2, 4)),
+                                self.positions[:, 1:1 + h].to(dt), pack_linear(self.head.weight, self.head.bias))
+
     def embed(self, actions: torch.Tensor, state: torch.Tensor,
-              fixed: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+              fixed: tuple[torch.Tensor, torch.Tensor] | None = None,
+              pack: ActionExpertPack | None = None) -> torch.Tensor:
         """actions (B, H, A), state (B, A) -> tokens (B, 1 + H + R, dim)."""
         s, r = self.embed_fixed(state) if fixed is None else fixed
+        if pack is not None:
+            e = pack.embedding
+            x = F.silu(linear_t(as_dtype(actions, pack.positions.dtype), e[0]), inplace=True)
+            x = linear_t(F.silu(linear_t(x, e[1]), inplace=True), e[2])
+            return torch.cat([s, x + pack.positions, r], dim=1)     # promotes like embed()
         dt, h = self.head.weight.dtype, self.cfg.horizon
         a = self.action_embedding(actions.to(dt)) + self.positions[:, 1:1 + h].to(dt)
         return torch.cat([s, a, r], dim=1)
@@ -105,9 +148,23 @@ class ActionExpert(nn.Module):
                                       .to(self.time_embedding[0].weight.dtype))
             return emb.float(), self.time_projection(emb).unflatten(-1, (6, -1)).float()
 
-    def output(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
-        """Action tokens -> velocity for the H actions (B, H, A), in float32 like Wan's head."""
+    def head_mods(self, temb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """temb (..., B, dim) -> the output head's adaLN (shift, 1 + scale), each (..., B, 1, dim)."""
+        with fp32_island(temb):
+            shift, scale = (self.head_modulation + temb.unsqueeze(-2)).float().unsqueeze(-2).unbind(-3)
+            return shift, scale + 1
+
+    def output(self, x: torch.Tensor, temb: torch.Tensor,
+               pack: ActionExpertPack | None = None,
+               mods: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """Action tokens -> velocity for the H actions (B, H, A), in float32 like Wan's head.
+        With a pack (and optionally head_mods(temb) made ahead): the same numbers, fewer ops."""
         with fp32_island(x):
+            if pack is not None:
+                shift, scale1 = self.head_mods(temb) if mods is None else mods
+                x = norm_modulate(as_dtype(x[:, 1:1 + self.cfg.horizon], torch.float32), shift, scale1,
+                                  self.norm_out.eps)
+                return linear_t(as_dtype(x, pack.head[0].dtype), pack.head)
             shift, scale = (self.head_modulation + temb[:, None]).float().unsqueeze(2).unbind(1)
             x = x[:, 1:1 + self.cfg.horizon].float()
             return self.head(modulate(self.norm_out(x), shift, scale).to(self.head.weight.dtype))

@@ -43,6 +43,7 @@ class FlowSampler:
         self.dtype = dtype
         self._cache = VideoKVCache()            # K/V buffers, reused chunk after chunk
         self._action_step = model.action_step
+        self._compiled = compile_action_step
         if compile_action_step:
             # Static shapes every step: one graph; on CUDA "reduce-overhead" adds CUDA graphs.
             on_cuda = next(model.parameters()).is_cuda
@@ -88,6 +89,8 @@ class FlowSampler:
                 text_kv = m.text_kv(text)                   # once per chunk
             cache = self._cache
             last_video = None
+            pack = m.inference_pack()                   # weights laid out for inference, once
+            step_pack = None if self._compiled else pack    # a compiled step traces the modules
             if self.use_cache and t_a > t_v:        # constants of the action-only steps, once
                 plan = m.plan_action_steps(state, ta[t_v:t_a, None] * ones)
             for i in range(t_a):
@@ -95,7 +98,7 @@ class FlowSampler:
                     x_a[:, :k] = (1 - ta[i]) * prefix + ta[i] * prefix_noise
                 if i < t_v:
                     vel_v, vel_a = m.joint(x_v, tv[i] * ones, cond, text_kv, x_a, ta[i] * ones,
-                                           state, cache if self.use_cache else None)
+                                           state, cache if self.use_cache else None, pack)
                     last_video = (x_v, tv[i] * ones)
                     x_v = euler_step(x_v, vel_v, tv[i], tv[i + 1])
                     res.joint_passes += 1
@@ -103,15 +106,19 @@ class FlowSampler:
                     # Video-free: one pass over the observation's tokens only (no future tokens)
                     # builds the cache; the future is never imagined.
                     _, vel_a = m.joint(None, None, cond, text_kv, x_a, ta[i] * ones, state,
-                                       cache if self.use_cache else None)
+                                       cache if self.use_cache else None, pack)
                     last_video = (None, None)
                     res.joint_passes += 1
                 elif self.use_cache:
                     j = i - t_v
-                    vel_a = self._action_step(cache, x_a, plan.fixed, plan.temb[j], plan.mods[j])
+                    if step_pack is None:
+                        vel_a = self._action_step(cache, x_a, plan.fixed, plan.temb[j], plan.mods[j])
+                    else:
+                        vel_a = self._action_step(cache, x_a, plan.fixed, plan.temb[j], plan.mods[j],
+                                                  step_pack, plan.head[j])
                     res.action_passes += 1
                 else:
-                    _, vel_a = m.joint(*last_video, cond, text_kv, x_a, ta[i] * ones, state)
+                    _, vel_a = m.joint(*last_video, cond, text_kv, x_a, ta[i] * ones, state, None, pack)
                     res.video_recomputes += 1
                 x_a = euler_step(x_a, vel_a, ta[i], ta[i + 1])
         if k:

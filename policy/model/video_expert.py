@@ -7,6 +7,7 @@ The attention itself is run by policy.model.wam, which joins video and action to
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -17,11 +18,17 @@ from policy.model.layers import (
     FP32LayerNorm,
     RMSNorm,
     apply_rope,
+    as_dtype,
     attention,
     ffn,
+    LinearPack,
     fp32_island,
+    gelu_tanh_,
+    linear_t,
     mod_offset,
     modulate,
+    norm_modulate,
+    pack_linear,
     rope_3d,
     rope_complex,
     sinusoid,
@@ -29,6 +36,23 @@ from policy.model.layers import (
     time_projection,
     xavier_,
 )
+
+
+@dataclass
+class AttnPack:
+    """A self- (or cross-) attention laid out for inference (EfficientWAM.inference_pack)."""
+    qkv: LinearPack              # [q; k; v] (cross-attention: q alone), transposed once
+    norm: torch.Tensor           # q/k RMSNorm weights, (2, attn) float32 (cross: (attn,))
+    o: LinearPack
+
+
+def pack_ffn(ffn: nn.Sequential) -> tuple[LinearPack, LinearPack]:
+    return pack_linear(ffn[0].weight, ffn[0].bias), pack_linear(ffn[2].weight, ffn[2].bias)
+
+
+def ffn_packed(x: torch.Tensor, pack: tuple[LinearPack, LinearPack]) -> torch.Tensor:
+    """Linear -> tanh-GELU (in place on the fresh hidden activation) -> Linear."""
+    return linear_t(gelu_tanh_(linear_t(x, pack[0])), pack[1])
 
 
 class SelfAttention(nn.Module):
@@ -55,14 +79,22 @@ class SelfAttention(nn.Module):
             self._fused_key = key
         return self._fused
 
+    def pack(self) -> AttnPack:
+        w, b, norm_w = self.fused_qkv()
+        return AttnPack(pack_linear(w, b), norm_w, pack_linear(self.o.weight, self.o.bias))
+
     def _unfused(self) -> bool:
         """Training (autograd through each Linear), tracing, or meta: the plain three-Linear path."""
         return (torch.is_grad_enabled() and self.q.weight.requires_grad) or torch.compiler.is_compiling() \
             or self.q.weight.device.type == "meta"
 
-    def qkv(self, x: torch.Tensor, rope: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None = None):
+    def qkv(self, x: torch.Tensor, rope: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None = None,
+            pack: AttnPack | None = None):
         """x (B, L, dim) -> q, k, v (B, heads, L, head_dim); q/k normed and (optionally) rotated.
-        rope: VideoExpert.rope's complex rotations (or a (cos, sin) pair)."""
+        rope: VideoExpert.rope's complex rotations (or a (cos, sin) pair). pack: this module's
+        AttnPack (inference): the same numbers from weights laid out once."""
+        if pack is not None:
+            return self._qkv_packed(x, rope, pack)
         if not self._unfused():
             return self._qkv_fused(x, rope)
         q = self.norm_q(self.q(x)).unflatten(-1, (self.num_heads, -1))
@@ -92,15 +124,49 @@ class SelfAttention(nn.Module):
         return qk[:, :, 0].transpose(1, 2), qk[:, :, 1].transpose(1, 2), v.transpose(1, 2)
 
 
+    def _qkv_packed(self, x, rope, pack: AttnPack):
+        """_qkv_fused with a transposed weight and torch's fused RMSNorm (float32, like RMSNorm)."""
+        out = linear_t(x, pack.qkv)
+        a = out.shape[-1] // 3
+        qk = out[..., :2 * a].unflatten(-1, (2, a))                             # (B, L, 2, attn)
+        qk = F.rms_norm(as_dtype(qk, torch.float32), (a,), None, self.norm_q.eps).mul_(pack.norm)
+        if rope is not None and isinstance(rope, torch.Tensor):                  # rotate in float32
+            rotated = torch.view_as_complex(qk.unflatten(-1, (self.num_heads, -1, 2))) * rope.unsqueeze(1)
+            qk = as_dtype(torch.view_as_real(rotated).flatten(-2), out.dtype)  # (B, L, 2, H, d)
+        else:
+            qk = as_dtype(qk, out.dtype).unflatten(-1, (self.num_heads, -1))
+            if rope is not None:
+                qk = torch.stack([apply_rope(qk[:, :, 0], *rope), apply_rope(qk[:, :, 1], *rope)], dim=2)
+        v = out[..., 2 * a:].unflatten(-1, (self.num_heads, -1))
+        return qk[:, :, 0].transpose(1, 2), qk[:, :, 1].transpose(1, 2), v.transpose(1, 2)
+
+
 class CrossAttention(SelfAttention):
     def text_kv(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         k = self.norm_k(self.k(context)).unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
         v = self.v(context).unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
         return k, v
 
-    def forward(self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def pack(self) -> AttnPack:
+        return AttnPack(pack_linear(self.q.weight, self.q.bias), self.norm_q.weight.detach().float(),
+                        pack_linear(self.o.weight, self.o.bias))
+
+    def forward(self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor],
+                pack: AttnPack | None = None) -> torch.Tensor:
+        if pack is not None:
+            q = linear_t(x, pack.qkv)
+            q = as_dtype(F.rms_norm(as_dtype(q, torch.float32), (q.shape[-1],), pack.norm, self.norm_q.eps), q.dtype)
+            return linear_t(attention(q.unflatten(-1, (self.num_heads, -1)).transpose(1, 2), *kv), pack.o)
         q = self.norm_q(self.q(x)).unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
         return self.o(attention(q, *kv))
+
+
+@dataclass
+class VideoBlockPack:
+    self_attn: AttnPack
+    cross_attn: AttnPack
+    norm3: tuple[torch.Tensor, torch.Tensor]       # weight, bias (float32)
+    ffn: tuple[LinearPack, LinearPack]
 
 
 class VideoBlock(nn.Module):
@@ -124,11 +190,23 @@ class VideoBlock(nn.Module):
             m = (self.modulation.unsqueeze(0) + e + self.mod_offset).float()
             return list(m.index_select(1, segments).unbind(2))
 
-    def qkv(self, x, m, rope):
+    def pack(self) -> VideoBlockPack:
+        n3 = (self.norm3.weight.detach().float(), self.norm3.bias.detach().float())
+        return VideoBlockPack(self.self_attn.pack(), self.cross_attn.pack(), n3, pack_ffn(self.ffn))
+
+    def qkv(self, x, m, rope, pack: VideoBlockPack | None = None):
+        if pack is not None:
+            return self.self_attn.qkv(norm_modulate(x, m[0], m[1], self.norm1.eps), rope, pack.self_attn)
         return self.self_attn.qkv(torch.addcmul(m[0], self.norm1(x), m[1]), rope)
 
-    def finish(self, x, attn_out, m, text_kv):
+    def finish(self, x, attn_out, m, text_kv, pack: VideoBlockPack | None = None):
         """Everything after the joint self-attention: gate, text cross-attention, FFN."""
+        if pack is not None:
+            x = torch.addcmul(x, linear_t(attn_out, pack.self_attn.o), m[2])
+            d = x.shape[-1]
+            y = as_dtype(F.layer_norm(as_dtype(x, torch.float32), (d,), *pack.norm3, self.norm3.eps), x.dtype)
+            x = x + self.cross_attn(y, text_kv, pack.cross_attn)
+            return torch.addcmul(x, ffn_packed(norm_modulate(x, m[3], m[4], self.norm2.eps), pack.ffn), m[5])
         x = torch.addcmul(x, self.self_attn.o(attn_out), m[2])
         x = x + self.cross_attn(self.norm3(x), text_kv)
         return torch.addcmul(x, self.ffn(torch.addcmul(m[3], self.norm2(x), m[4])), m[5])

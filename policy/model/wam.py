@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
-from policy.model.action_expert import ActionExpert
+from policy.model.action_expert import ActionExpert, ActionExpertPack
 from policy.model.config import WAMConfig
 from policy.model.layers import attention
-from policy.model.video_expert import VideoExpert
+from policy.model.video_expert import VideoBlockPack, VideoExpert
 
 TextKV = list[tuple[torch.Tensor, torch.Tensor]]
 
@@ -63,6 +63,19 @@ class ActionPlan:
     fixed: tuple[torch.Tensor, torch.Tensor]     # state token (B, 1, D), register tokens (B, R, D)
     temb: torch.Tensor                           # (S, B, D) per-step time embedding (output head)
     mods: list                                   # [step][layer] -> 6 adaLN tensors (B, 1, D), float32
+    head: list | None = None                     # [step] -> output head (shift, 1 + scale) (B, 1, D)
+
+
+@dataclass
+class InferencePack:
+    """Every weight of the sampling loop laid out once for inference: [q; k; v] fused, small
+    Linear weights stored column-major on the CPU (layers.pack_linear), norm weights in float32.
+    Built from the parameters and rebuilt when any of them changes in place, moves or changes
+    dtype (EfficientWAM.inference_pack), so it never serves stale weights; the modules' numbers,
+    to float rounding (tests/policy/model/test_inference_pack.py)."""
+    video: list[VideoBlockPack]
+    action: ActionExpertPack
+    key: tuple
 
 
 class EfficientWAM(nn.Module):
@@ -71,6 +84,8 @@ class EfficientWAM(nn.Module):
         self.cfg = cfg
         self.video = VideoExpert(cfg)
         self.action = ActionExpert(cfg)
+        self._pack: InferencePack | None = None
+        self._pack_params: list[nn.Parameter] | None = None
 
     def num_params(self) -> dict[str, int]:
         v = sum(p.numel() for p in self.video.parameters())
@@ -81,40 +96,67 @@ class EfficientWAM(nn.Module):
         """text (B, L_text, text_dim) -> per-layer cross-attention K/V (once per chunk)."""
         return self.video.text_kv(text)
 
+    # ---- inference weights ----------------------------------------------------------------
+    def inference_pack(self) -> InferencePack | None:
+        """The InferencePack for the current weights, or None where the plain modules must run:
+        autograd through the weights (training), tracing (torch.compile), the meta device.
+        Validated against every parameter's version and storage (about 0.1 ms at sim-tiny): a
+        sampler fetches it once per chunk and passes it to joint() / action_step()."""
+        p0 = self.video.blocks[0].self_attn.q.weight
+        if (torch.is_grad_enabled() and p0.requires_grad) or torch.compiler.is_compiling() \
+                or p0.device.type == "meta":
+            return None
+        if self._pack_params is None:
+            self._pack_params = list(self.parameters())
+        key = tuple((p._version, p.data_ptr(), p.dtype) for p in self._pack_params)
+        if self._pack is None or self._pack.key != key:
+            with torch.no_grad():
+                self._pack = InferencePack([blk.pack() for blk in self.video.blocks], self.action.pack(), key)
+        return self._pack
+
+    def _apply(self, fn, recurse=True):
+        self._pack, self._pack_params = None, None      # .to() / .float() / ...: rebuilt on next use
+        return super()._apply(fn, recurse)
+
     # ---- one joint pass -----------------------------------------------------------------
     def joint(self, future: torch.Tensor, t_video: torch.Tensor, cond: torch.Tensor,
               text_kv: TextKV, actions: torch.Tensor, t_action: torch.Tensor, state: torch.Tensor,
-              cache: VideoKVCache | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+              cache: VideoKVCache | None = None,
+              pack: InferencePack | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Velocities for the future latents (B, C, T, h, w) and the actions (B, H, A).
 
         future=None (t_video ignored): a video-free pass over the condition tokens only; the
         video velocity is then None.
 
         If `cache` is given, its buffers receive this pass's per-layer video (and action) K/V.
+        `pack`: inference_pack() (fetched here when not given; None while training).
         """
+        pack = pack or self.inference_pack()
+        vpk = pack.video if pack is not None else [None] * len(self.video.blocks)
+        apk = pack.action.blocks if pack is not None else [None] * len(self.action.blocks)
         vx, v_rope, n_cond, f_grid = self._video_tokens(cond, future)
         if t_video is None:
             t_video = torch.zeros_like(t_action)
         t_pair = torch.stack([torch.zeros_like(t_video), t_video], dim=1)      # (B, 2)
         v_temb, v_proj = self.video.time(t_pair)
         counts = (n_cond, vx.shape[1] - n_cond)
-        ax = self.action.embed(actions, state)
+        ax = self.action.embed(actions, state, None, pack.action if pack is not None else None)
         a_temb, a_proj = self.action.time(t_action)
         v_mods = self.video.layer_mods(v_proj, counts)
         a_mods = [list(layer.unbind(0)) for layer in self.action.layer_mods(a_proj).unbind(0)]
         for i, (vblk, ablk, tkv) in enumerate(zip(self.video.blocks, self.action.blocks, text_kv)):
             vm, am = v_mods[i], a_mods[i]
-            vq, vk, vv = vblk.qkv(vx, vm, v_rope)
-            aq, ak, av = ablk.qkv(ax, am)
+            vq, vk, vv = vblk.qkv(vx, vm, v_rope, vpk[i])
+            aq, ak, av = ablk.qkv(ax, am, apk[i])
             v_out = attention(vq, vk, vv)
             if cache is not None:       # inference: K/V into the preallocated buffers, no concat
                 kb, vb = cache.layer(i, vk, vv, ak, av)
                 a_out = attention(aq, kb, vb)
             else:
                 a_out = attention(aq, torch.cat([vk, ak], 2), torch.cat([vv, av], 2))
-            vx = vblk.finish(vx, v_out, vm, tkv)
-            ax = ablk.finish(ax, a_out, am)
-        a_vel = self.action.output(ax, a_temb).float()
+            vx = vblk.finish(vx, v_out, vm, tkv, vpk[i])
+            ax = ablk.finish(ax, a_out, am, apk[i])
+        a_vel = self.action.output(ax, a_temb, pack.action if pack is not None else None).float()
         if f_grid is None:
             return None, a_vel
         fut_temb = v_temb[:, 1:2].expand(-1, counts[1], -1)
@@ -125,7 +167,8 @@ class EfficientWAM(nn.Module):
                     state: torch.Tensor) -> torch.Tensor:
         """An action step against cached video K/V: the video stream does not run."""
         plan = self.plan_action_steps(state, t_action[None])
-        return self.action_step(cache, actions, plan.fixed, plan.temb[0], plan.mods[0])
+        return self.action_step(cache, actions, plan.fixed, plan.temb[0], plan.mods[0],
+                                self.inference_pack(), plan.head[0])
 
     def plan_action_steps(self, state: torch.Tensor, times: torch.Tensor) -> ActionPlan:
         """Per-chunk constants of the action-only steps, computed once: the embedded state and
@@ -136,25 +179,34 @@ class EfficientWAM(nn.Module):
         mods = self.action.layer_mods(proj)                      # (S, layers, 6, B, 1, D), one op
         # unbound once per chunk into views, so the hot loop indexes Python lists, not tensors
         mods = [[list(layer.unbind(0)) for layer in step.unbind(0)] for step in mods.unbind(0)]
-        return ActionPlan(self.action.embed_fixed(state), temb, mods)
+        shift, scale1 = self.action.head_mods(temb)                # (S, B, 1, D) each
+        return ActionPlan(self.action.embed_fixed(state), temb, mods, list(zip(shift.unbind(0), scale1.unbind(0))))
 
     def action_step(self, cache: VideoKVCache, actions: torch.Tensor,
                     fixed: tuple[torch.Tensor, torch.Tensor], temb: torch.Tensor,
-                    mods: torch.Tensor) -> torch.Tensor:
+                    mods: torch.Tensor, pack: InferencePack | None = None,
+                    head: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """The hot loop of [T_v, T_a] sampling: tensors in, tensors out (torch.compile-able).
-        mods [layer] -> 6 tensors (B, 1, D) (ActionPlan.mods[step]). Each layer writes its action K/V into the tail of the cached
-        buffer and attends to the whole buffer: no concatenation, no allocation of K/V."""
-        ax = self.action.embed(actions, None, fixed)
-        lv = cache.video_len
+        mods [layer] -> 6 tensors (B, 1, D) (ActionPlan.mods[step]); pack: inference_pack() (None:
+        the plain modules); head: ActionPlan.head[step]. Each layer writes its action K/V into the
+        tail of the cached buffer and attends to the whole buffer: no concatenation, no
+        allocation of K/V."""
         traced = torch.compiler.is_compiling()
-        for ablk, am, kb, vb in zip(self.action.blocks, mods, cache.keys, cache.values):
-            aq, ak, av = ablk.qkv(ax, am)
+        if traced:
+            pack = None
+        ax = self.action.embed(actions, None, fixed, pack.action if pack is not None else None)
+        apk = pack.action.blocks if pack is not None else [None] * len(self.action.blocks)
+        lv = cache.video_len
+        for ablk, am, kb, vb, pk in zip(self.action.blocks, mods, cache.keys, cache.values, apk):
+            aq, ak, av = ablk.qkv(ax, am, pk)
             if traced:      # a compiled graph must not mutate its inputs (CUDA graphs would be skipped)
                 kb, vb = torch.cat([kb[:, :, :lv], ak], 2), torch.cat([vb[:, :, :lv], av], 2)
             else:
                 kb[:, :, lv:].copy_(ak), vb[:, :, lv:].copy_(av)
-            ax = ablk.finish(ax, attention(aq, kb, vb), am)
-        return self.action.output(ax, temb).float()
+            ax = ablk.finish(ax, attention(aq, kb, vb), am, pk)
+        if pack is None:
+            return self.action.output(ax, temb).float()
+        return self.action.output(ax, temb, pack.action, head).float()
 
     def forward(self, future: torch.Tensor, actions: torch.Tensor, t_video: torch.Tensor,
                 t_action: torch.Tensor, cond: torch.Tensor, text: torch.Tensor,
