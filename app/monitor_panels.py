@@ -11,6 +11,7 @@ STATE_CLASS = {"on track": "ok", "surprised": "watch", "lost": "bad"}
 
 
 def familiarity_html(fam: dict | None) -> str:
+    """Under the instruction box: familiar or not, why not (every reason), the closest taught one."""
     if not fam:
         return ""
     nearest = fam.get("nearest") or [{}]
@@ -19,15 +20,20 @@ def familiarity_html(fam: dict | None) -> str:
     if fam.get("familiar"):
         return (f'<div class="familiarity ok">familiar to the policy: {score:.2f} '
                 f'(taught: <i>{closest}</i>)</div>')
-    return (f'<div class="familiarity bad">not like anything the policy was taught: {score:.2f} &lt; '
-            f'{threshold:.2f} (closest: <i>{closest}</i>)</div>')
+    reasons = fam.get("reasons") or ([fam["reason"]] if fam.get("reason") else [])
+    reason = (" ".join(html.escape(r) for r in reasons) if reasons      # an older server: no reasons
+              else f"not like anything the policy was taught: {score:.2f} &lt; {threshold:.2f}")
+    return (f'<div class="familiarity bad">{reason} '
+            f'(similarity {score:.2f}; closest: <i>{closest}</i>)</div>')
 
 
 def confirm_unfamiliar(fam: dict) -> tuple:
-    """(row update, text update) asking for one more click."""
+    """(row update, text update) asking for one more click, with every reason in words."""
     nearest = ", ".join(f'"{html.escape(n["instruction"])}" ({n["similarity"]:.2f})' for n in fam.get("nearest", []))
+    reasons = " ".join(html.escape(r) for r in fam.get("reasons") or ([fam["reason"]] if fam.get("reason") else []))
     text = (f'<div class="familiarity-confirm"><b>The policy has not been taught anything like this.</b> '
-            f'Closest: {nearest}. Run anyway?</div>')
+            + (f'<span class="familiarity-reason">{reasons}</span> ' if reasons else "")
+            + f'Closest: {nearest}. Run anyway?</div>')
     return gr.Row(visible=True), text
 
 

@@ -6,15 +6,15 @@
 A policy server child serves the checkpoint (as the console's does); for every task and held-out
 seed the same episode is run in each condition:
   ordinary    one of the task's phrasings, the training layout range
-  unfamiliar  an instruction the policy was never taught (assets/instructions/familiarity_calibration.json)
+  unfamiliar  a skill the policy was never taught (assets/instructions/untaught.json, kind "action")
   layout      objects up to 1.5x further from their centres than any demonstration
   moved       the task's first object is moved 6-8 cm while the policy runs (chunk 2, tick 2)
 Each chunk's imagination surprise is asked for with the frames the cameras delivered at its
 imagined steps (policy.wire.surprise), exactly as the console does; an episode scores its largest
-chunk surprise. Familiarity is scored on the calibration set (held-out paraphrases vs untaught
-instructions). Prints a table, and on its last line JSON with surprise_auroc (induced vs ordinary
+chunk surprise. Familiarity is scored as policy.evaluation.familiarity does (held-out phrasings
+of the taught tasks vs assets/instructions/untaught.json, the whole console rule). Prints a table, and on its last line JSON with surprise_auroc (induced vs ordinary
 episodes), familiarity_known_above, familiarity_unknown_below and the per-condition numbers.
---calibrate picks the familiarity threshold from the calibration set and the surprise thresholds
+--calibrate picks the familiarity threshold (policy.evaluation.familiarity) and the surprise thresholds
 from ordinary episodes (surprised: their 99th percentile chunk, lost: 2x that) and writes them to
 the checkpoint's monitors.json, which the runner reads at load.
 """
@@ -32,7 +32,6 @@ os.environ.setdefault("MUJOCO_GL", "osmesa")
 import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-CALIBRATION = REPO / "assets" / "instructions" / "familiarity_calibration.json"
 CONDITIONS = ("ordinary", "unfamiliar", "layout", "moved")
 MOVE = (0.07, -0.05)                  # metres an object is pushed in the "moved" condition
 
@@ -75,42 +74,25 @@ def roc_curve(positive: list[float], negative: list[float]) -> tuple[np.ndarray,
 
 # -- familiarity --------------------------------------------------------------------------
 
-def load_calibration(path: Path = CALIBRATION) -> dict:
-    return json.loads(Path(path).read_text())
+def training_instructions(checkpoint: str | Path) -> list[str]:
+    config = json.loads((Path(checkpoint) / "config.json").read_text())
+    training = config.get("training", {})
+    return list(training.get("phrasings") or training.get("instructions") or [])      # as the runner reads them
 
 
-def familiarity_scores(client, calibration: dict) -> dict[str, list[dict]]:
-    return {kind: [{**item, **client.familiarity(item["text"])} for item in calibration[kind]]
-            for kind in ("known", "unknown")}
+def familiarity_scores(client, checkpoint: str | Path) -> dict[str, list[dict]]:
+    """Both sides of the familiarity evaluation, scored by the server (policy.evaluation.familiarity)."""
+    from policy.evaluation import familiarity
+    from policy.serving.instruction_slots import SlotIndex
+    training = training_instructions(checkpoint)
+    slots = SlotIndex(training)
+    sets = familiarity.load_sets(training, lambda text: not slots.check(text).reasons)
+    return familiarity.score_sets(client.familiarity, sets)
 
 
-def choose_threshold(known: list[float], unknown: list[float]) -> float:
-    """The cosine that best separates the two lists (max of the two shares' mean); of equally good
-    ones the midpoint of the gap, so that neither side sits on the line."""
-    cuts = np.unique(np.concatenate([known, unknown]))
-    candidates = np.concatenate([[cuts[0] - 1e-3], (cuts[:-1] + cuts[1:]) / 2, [cuts[-1] + 1e-3]])
-    def balanced(t):
-        return (np.mean(np.asarray(known) >= t) + np.mean(np.asarray(unknown) < t)) / 2
-    scores = np.array([balanced(t) for t in candidates])
-    best = candidates[np.isclose(scores, scores.max())]
-    return float(round((best.min() + best.max()) / 2, 3))
-
-
-def familiarity_summary(scored: dict[str, list[dict]], threshold: float) -> dict:
-    known = [s["cosine"] for s in scored["known"]]
-    unknown = [s["cosine"] for s in scored["unknown"]]
-    far = [s["cosine"] for s in scored["unknown"] if not s.get("near_miss")]
-    near = [s["cosine"] for s in scored["unknown"] if s.get("near_miss")]
-    return {"threshold": threshold,
-            "known_above": round(float(np.mean(np.asarray(known) >= threshold)), 4),
-            "unknown_below": round(float(np.mean(np.asarray(unknown) < threshold)), 4),
-            "unknown_far_below": round(float(np.mean(np.asarray(far) < threshold)), 4) if far else None,
-            "unknown_near_miss_below": round(float(np.mean(np.asarray(near) < threshold)), 4) if near else None,
-            "known_min": round(min(known), 4), "unknown_max": round(max(unknown), 4),
-            "unknown_far_max": round(max(far), 4) if far else None,
-            "n_known": len(known), "n_unknown": len(unknown),
-            "misjudged": [f"{s['text']} ({s['cosine']:.3f})" for s in scored["known"] if s["cosine"] < threshold]
-                         + [f"{s['text']} ({s['cosine']:.3f})" for s in scored["unknown"] if s["cosine"] >= threshold]}
+def untaught_skills() -> list[str]:
+    from policy.evaluation.familiarity import UNTAUGHT
+    return [u["text"] for u in json.loads(UNTAUGHT.read_text())["untaught"] if u.get("kind") == "action"]
 
 
 # -- episodes -----------------------------------------------------------------------------
@@ -169,8 +151,7 @@ def run(args, console) -> tuple[list[MonitoredEpisode], dict[str, list[dict]]]:
 
     tasks = list(TASKS) if args.tasks == "all" else args.tasks.split(",")
     conditions = args.conditions.split(",")
-    calibration = load_calibration(args.calibration)
-    untaught = [u["text"] for u in calibration["unknown"] if not u.get("near_miss")]
+    untaught = untaught_skills()
     server = ServerProcess(["--checkpoint", args.checkpoint, "--bind", "tcp://127.0.0.1:0", "--log-level", "WARNING"],
                            env={**os.environ, "OMP_NUM_THREADS": "1"}, ready_timeout_s=300)
     address = server.start()
@@ -178,7 +159,7 @@ def run(args, console) -> tuple[list[MonitoredEpisode], dict[str, list[dict]]]:
     try:
         client = PolicyClient(address, timeout_s=60)
         client.hello()
-        scored = familiarity_scores(client, calibration)
+        scored = familiarity_scores(client, args.checkpoint)
         env = SimEnv(SimConfig(task=tasks[0]))
         try:
             with Progress(console=console, transient=True) as progress:
@@ -206,6 +187,7 @@ def summarise(episodes: list[MonitoredEpisode], scored: dict[str, list[dict]], t
     ordinary = [e.score for e in by["ordinary"]]
     induced = [e.score for c in ("layout", "moved", "unfamiliar") for e in by[c]]
     ordinary_chunks = [s for e in by["ordinary"] for s in e.surprise if np.isfinite(s)]
+    from policy.evaluation.familiarity import summarise as familiarity_summary
     fam = familiarity_summary(scored, threshold)
     return {
         "surprise_auroc": round(auroc(induced, ordinary), 4),
@@ -235,10 +217,9 @@ def print_table(summary: dict, console) -> None:
                       f"{s['familiarity_median']:.3f}", f"{summary['surprise_auroc_by_condition'].get(c, float('nan')):.2f}")
     console.print(table)
     f = summary["familiarity"]
-    console.print(f"familiarity threshold {f['threshold']:.3f}: {f['known_above']:.0%} of {f['n_known']} held-out "
-                  f"paraphrases above, {f['unknown_below']:.0%} of {f['n_unknown']} untaught below "
-                  f"(far {f['unknown_far_below']:.0%}, near-miss {f['unknown_near_miss_below']:.0%}); "
-                  f"misjudged: {f['misjudged']}")
+    console.print(f"familiarity threshold {f['threshold']:.3f} + slot and scene tests: {f['known_above']:.0%} of "
+                  f"{f['n_known']} held-out phrasings familiar, {f['unknown_below']:.0%} of {f['n_unknown']} untaught "
+                  f"flagged; misses: {[m['text'] for m in f['known']['misses'] + f['unknown']['misses']]}")
     console.print(f"surprise AUROC (induced vs ordinary episodes): {summary['surprise_auroc']:.3f}")
 
 
@@ -273,7 +254,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--tasks", default="all")
     p.add_argument("--conditions", default=",".join(CONDITIONS))
     p.add_argument("--max-steps", type=int, default=None, help="cap every episode at this many ticks")
-    p.add_argument("--calibration", default=str(CALIBRATION))
     p.add_argument("--calibrate", action="store_true", help="write the chosen thresholds to CHECKPOINT/monitors.json")
     p.add_argument("--roc-png", default=None, help="write the ROC curves here")
     p.add_argument("--json-out", default=None)
@@ -290,8 +270,8 @@ def main(argv=None) -> dict:
     episodes, scored = run(args, console)
     thresholds = MonitorThresholds.load(args.checkpoint)
     if args.calibrate:
-        thresholds.familiarity = choose_threshold([s["cosine"] for s in scored["known"]],
-                                                  [s["cosine"] for s in scored["unknown"]])
+        from policy.evaluation.familiarity import choose_threshold
+        thresholds.familiarity = choose_threshold(scored["known"], scored["untaught"])
         chunks = [s for e in episodes if e.condition == "ordinary" for s in e.surprise if np.isfinite(s)]
         if chunks:
             thresholds.surprised = round(float(np.percentile(chunks, 99)), 3)

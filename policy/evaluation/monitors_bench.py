@@ -1,6 +1,7 @@
 """Does imagination surprise cost the action path anything? Infer round trips with and without it.
 
     python -m policy.evaluation.monitors_bench --checkpoint assets/checkpoints/sim-tiny --chunks 30
+    python -m policy.evaluation.monitors_bench familiarity --checkpoint DIR   # = policy.evaluation.familiarity
 
 A policy server child serves the checkpoint; a client asks for chunks back to back from real sim
 observations. In the "on" blocks a second thread (the console's preview thread) sends each
@@ -25,6 +26,10 @@ import numpy as np  # noqa: E402
 
 
 def main(argv=None) -> dict:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["familiarity"]:          # calibrate instruction familiarity instead
+        from policy.evaluation import familiarity
+        return familiarity.main(argv[1:])
     from hardware.sim.env import SimConfig, SimEnv
     from policy.serving.process import ServerProcess
     from policy.wire.client import PolicyClient

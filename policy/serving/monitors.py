@@ -1,10 +1,15 @@
 """Knowing when the policy is lost: the scores a runner answers `familiarity` and `surprise` with.
 
-- Instruction familiarity (before START): the instruction's embedding in the policy's own text
-  space (its text encoder, mean-pooled over the instruction's own tokens, no scene prefix) against
-  the instructions the checkpoint was trained on (its config.json `training.instructions`):
-  cosine similarity to the nearest one. Below `familiarity_threshold` the console asks for a
-  second click.
+- Instruction familiarity (before START), two tests, both against the instructions the
+  checkpoint was trained on (its config.json `training.instructions`):
+  1. similarity: the instruction's embedding in the policy's own text space (its text encoder,
+     mean-pooled over the instruction's own tokens, no scene prefix), cosine to the nearest
+     training instruction, at least `familiarity_threshold`;
+  2. slots (policy.serving.instruction_slots): every colour and object it names was taught, in
+     that colour-object pair and in that role ("The policy was never taught the colour "orange"").
+  Familiar = an exact training instruction, or both tests pass. The reply carries the reasons in
+  words and the parsed mentions, so the console can add the scene test (policy.wire.familiarity:
+  "There is no orange block on the table") and ask for a second click.
 - Imagination surprise (while running): mean squared difference, in the codec's normalised latent
   space (~N(0, 1) per channel), between the future latents the policy imagined for a chunk and the
   codec's encoding of the frames the cameras then delivered at the imagined steps. A state in plain
@@ -22,8 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
+from policy.serving.instruction_slots import SlotIndex
+
 MONITORS_FILE = "monitors.json"
-FAMILIARITY_METHOD = "nearest training instruction, cosine of mean-pooled text-encoder tokens"
+FAMILIARITY_METHOD = ("nearest training instruction, cosine of mean-pooled text-encoder tokens; "
+                      "taught colours, objects, pairs and roles")
 
 
 @dataclass
@@ -57,7 +65,8 @@ def normalise(v: np.ndarray) -> np.ndarray:
 
 
 class FamiliarityIndex:
-    """The training instructions' embeddings (unit rows) and the threshold to judge a new one by."""
+    """The training instructions' embeddings (unit rows), what they name (SlotIndex), and the
+    threshold to judge a new instruction by."""
 
     def __init__(self, instructions: list[str], embeddings: np.ndarray, threshold: float,
                  method: str = FAMILIARITY_METHOD, nearest: int = 2):
@@ -65,14 +74,25 @@ class FamiliarityIndex:
             raise ValueError("FamiliarityIndex needs one embedding per training instruction, and at least one")
         self.instructions, self.embeddings = list(instructions), normalise(embeddings)
         self.threshold, self.method, self.nearest = float(threshold), method, nearest
+        self.slots = SlotIndex(self.instructions)
+        self._exact = {i.strip().lower() for i in self.instructions}
 
     def score(self, instruction: str, embedding: np.ndarray) -> dict:
+        """{"score", "cosine", "threshold", "similar", "familiar", "reason" (None when familiar),
+        "reasons", "mentions", "typos", "nearest", "method"}."""
         sims = self.embeddings @ normalise(embedding)
         order = np.argsort(-sims)[:self.nearest]
         cosine = float(sims[order[0]])
-        exact = instruction.strip().lower() in {i.lower() for i in self.instructions}
+        exact = instruction.strip().lower() in self._exact
+        similar = bool(exact or cosine >= self.threshold)
+        check = self.slots.check(instruction)
+        reasons = [] if exact else list(check.reasons)
+        if not similar:
+            reasons.append(f"Not like anything the policy was taught (similarity {cosine:.2f} < {self.threshold:.2f}).")
         return {"instruction": instruction, "score": float(np.clip(cosine, 0.0, 1.0)), "cosine": cosine,
-                "threshold": self.threshold, "familiar": bool(exact or cosine >= self.threshold),
+                "threshold": self.threshold, "similar": similar, "familiar": not reasons,
+                "reason": reasons[0] if reasons else None, "reasons": reasons,
+                "mentions": [m.to_dict() for m in check.mentions], "typos": check.words,
                 "nearest": [{"instruction": self.instructions[i], "similarity": round(float(sims[i]), 4)}
                             for i in order],
                 "method": self.method}

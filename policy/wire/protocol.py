@@ -14,7 +14,10 @@ Requests: hello, infer, preview, ping, familiarity, surprise. A reply carries th
 and id; a failed request is answered with type "error" and body {"code", "message"} (see ErrorCode).
 - familiarity: body {"instruction"} -> body {"score", "cosine", "threshold", "familiar",
   "nearest": [{"instruction", "similarity"}, ...], "method"}: how close an instruction is to what
-  the checkpoint was taught, in the policy's own text space (asked before START).
+  the checkpoint was taught, in the policy's own text space (asked before START). Newer servers
+  add "similar", "reason" (None when familiar), "reasons", "mentions" ([{"text", "colour",
+  "noun", "role", "kind", "known"}]: what it names, for the scene test of policy.wire.familiarity)
+  and "typos"; a client must not require them.
 - surprise: body {"chunk_id", "steps": [2, 4, ...]} and arrays "frames.CAMERA" (T, H, W, 3) uint8,
   the frames the cameras delivered `steps` ticks after the chunk's observation -> body {"surprise",
   "per_latent", "frames_used", "thresholds", "state"}: what the policy imagined vs the codec's

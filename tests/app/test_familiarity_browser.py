@@ -1,6 +1,7 @@
 """Knowing when the policy is lost, in the browser: the real run_demo.py stack (shipped sim-tiny
 checkpoint) and headless chromium. An unfamiliar instruction asks for one more click before
-START; a familiar one starts at once; the imagination-surprise panel fills in while it runs."""
+START, with the reason in words (a word never taught, an object the scene does not show); a
+familiar one starts at once; the imagination-surprise panel fills in while it runs."""
 from __future__ import annotations
 
 import time
@@ -22,6 +23,10 @@ def page():
         with chromium_page() as page:
             page.goto(demo.url)
             page.wait_for_function("() => window.ewamStatus && window.ewamStatus.joints", timeout=60_000)
+            # the page's load event fills the box with the scene's instruction: wait for it, or it
+            # overwrites what the test types next
+            page.wait_for_function("() => { const b = document.querySelector('#instruction textarea, "
+                                   "#instruction input'); return b && b.value.length > 0; }", timeout=60_000)
             yield page
     finally:
         assert demo.stop() == 0, demo.log()
@@ -42,6 +47,22 @@ def test_unfamiliar_instruction_asks_before_start(page):
     assert mode(page) == "idle", "START ran an unfamiliar instruction without asking"
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "console_unfamiliar.png"), full_page=True)
+    page.click("#ewam-run-cancel")
+    page.wait_for_selector("#familiarity-confirm", state="hidden", timeout=10_000)
+    assert mode(page) == "idle"
+
+
+def test_an_object_the_scene_does_not_show_is_named_in_the_confirmation(page):
+    # the demo's scene is put_red_on_plate (red block, blue block, plate): taught words, no green block
+    page.fill(BOX, "put the green block on the plate")
+    page.wait_for_selector("#familiarity .familiarity.bad >> text=There is no green block on the table",
+                           timeout=30_000)
+    page.click("#ewam-start")
+    page.wait_for_selector("#familiarity-confirm >> text=There is no green block on the table", timeout=30_000)
+    assert "Run anyway" in page.inner_text("#familiarity-confirm")
+    assert mode(page) == "idle"
+    page.fill(BOX, "put the orange block on the plate")     # never taught orange: the server says so
+    page.wait_for_selector('#familiarity .familiarity.bad >> text=never taught the colour "orange"', timeout=30_000)
     page.click("#ewam-run-cancel")
     page.wait_for_selector("#familiarity-confirm", state="hidden", timeout=10_000)
     assert mode(page) == "idle"

@@ -2,10 +2,18 @@
 with the shipped sim-tiny checkpoint, the real sim and the real codec."""
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from policy.evaluation.monitors import auroc, choose_threshold, load_calibration
+from policy.evaluation.familiarity import choose_threshold
+from policy.evaluation.monitors import auroc
 from policy.serving.process import ServerProcess
 from policy.wire.client import PolicyClient, PolicyServerError
 from policy.wire.netutil import free_port
@@ -73,7 +81,13 @@ def test_imagined_frames_collects_the_imagined_steps():
 
 
 def test_threshold_choice_and_auroc():
-    assert choose_threshold([0.8, 0.9], [0.2, 0.5]) == pytest.approx(0.65)
+    def item(cosine, slot=()):
+        return {"cosine": cosine, "slot_reasons": list(slot), "scene_reasons": []}
+    # best separation, kept 0.02 below the lowest known phrasing it passes
+    assert choose_threshold([item(0.8), item(0.9)], [item(0.2), item(0.5)]) == pytest.approx(0.78)
+    # an untaught instruction the slot test catches does not pull the threshold up
+    assert choose_threshold([item(0.6), item(0.9)], [item(0.2), item(0.85, ["never taught orange"])]) \
+        == pytest.approx(0.58)
     assert auroc([3, 4], [1, 2]) == 1.0 and auroc([1], [1]) == 0.5
 
 
@@ -88,14 +102,39 @@ def runner():
 def test_familiarity_of_the_shipped_checkpoint(runner):
     assert runner.familiarity("put the red block on the plate")["cosine"] == pytest.approx(1.0, abs=1e-6)
     paraphrase = runner.familiarity("put the red cube on the dish")
-    assert paraphrase["familiar"], paraphrase
+    assert paraphrase["familiar"] and paraphrase["reason"] is None, paraphrase
     assert "red" in paraphrase["nearest"][0]["instruction"] and "plate" in paraphrase["nearest"][0]["instruction"]
     for untaught in ("wave hello", "open the drawer", "pour the water into the cup"):
-        assert not runner.familiarity(untaught)["familiar"], runner.familiarity(untaught)
-    cal = load_calibration()
-    known = np.mean([runner.familiarity(k["text"])["familiar"] for k in cal["known"]])
-    far = np.mean([not runner.familiarity(u["text"])["familiar"] for u in cal["unknown"] if not u.get("near_miss")])
-    assert known >= 0.95 and far >= 0.95, (known, far)
+        reply = runner.familiarity(untaught)
+        assert not reply["familiar"] and reply["reason"], reply
+        assert paraphrase["cosine"] > reply["cosine"], (paraphrase, reply)     # ranks the paraphrase above it
+    orange = runner.familiarity("put the orange block on the plate")
+    assert orange["similar"] and not orange["familiar"], orange     # the embedding alone would let it through
+    assert '"orange"' in orange["reason"], orange
+    composed = runner.familiarity("put the blue block on the purple block")   # evaluation-only, composes taught roles
+    assert composed["familiar"], composed
+
+
+@pytest.mark.slow
+def test_the_calibration_command_writes_both_rates(tmp_path):
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    for name in ("config.json", "monitors.json"):
+        shutil.copy(Path(CHECKPOINT) / name, ckpt / name)
+    (ckpt / "model.safetensors").symlink_to((Path(CHECKPOINT) / "model.safetensors").resolve())
+    before = json.loads((ckpt / "monitors.json").read_text())
+    out = subprocess.run([sys.executable, "-m", "policy.evaluation.monitors_bench", "familiarity",
+                          "--checkpoint", str(ckpt)], capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    line = json.loads(out.stdout.strip().splitlines()[-1])
+    written = json.loads((ckpt / "monitors.json").read_text())
+    fam = written["calibration"]["familiarity"]
+    assert written["thresholds"]["familiarity"] == fam["threshold"] == line["threshold"]
+    assert written["thresholds"]["surprised"] == before["thresholds"]["surprised"]      # surprise kept
+    assert fam["n_known"] >= 90 and fam["n_unknown"] >= 60
+    assert fam["known_above"] >= 0.95 and fam["unknown_below"] >= 0.95, fam
+    assert fam["compositions_slot_flagged"] == 0
 
 
 def _chunk_surprise(runner, env, instruction: str, move: str | None) -> list[float]:
