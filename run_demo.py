@@ -64,6 +64,9 @@ def parse_args(argv: list[str] | None = None) -> StackConfig:
                    help="seconds to wait for one action chunk before retrying (default 30)")
     p.add_argument("--dataset", default="data/demos", help="where episodes are recorded (default data/demos)")
     p.add_argument("--no-record", action="store_true", help="disable recording")
+    p.add_argument("--quality-limit", action="append", default=[], metavar="NAME=VALUE",
+                   help="recording quality limit, repeatable, e.g. --quality-limit max_frozen_s=0.5 "
+                        "(names: policy/episodes/quality.py QualityLimits); an episode breaking one is flagged")
     p.add_argument("--merge", choices=["replace", "blend", "rtc"], default="replace",
                    help="how a new chunk joins the actions still queued (app/control/action_queue.py)")
     p.add_argument("--auto-hold", type=int, default=0, metavar="K",
@@ -86,6 +89,17 @@ def parse_args(argv: list[str] | None = None) -> StackConfig:
     if not is_loopback_host(args.host) and auth is None:
         p.error(f"--host {args.host} exposes the robot's controls to the network: add --auth USER:PASS "
                 "(or keep the default --host 127.0.0.1 and tunnel, e.g. ssh -L 7860:127.0.0.1:7860)")
+    quality_limits = {}
+    for item in args.quality_limit:
+        name, sep, value = item.partition("=")
+        if not sep:
+            p.error(f"--quality-limit {item!r} must be NAME=VALUE, e.g. --quality-limit max_frozen_s=0.5")
+        quality_limits[name.strip()] = value.strip()
+    try:
+        from policy.episodes.quality import QualityLimits
+        QualityLimits.from_dict(quality_limits)
+    except (ValueError, TypeError) as exc:
+        p.error(f"--quality-limit: {exc}")
     api_key = None
     if args.policy_protocol == "openpi":
         from policy.wire.openpi import EMBODIMENTS
@@ -106,7 +120,8 @@ def parse_args(argv: list[str] | None = None) -> StackConfig:
                        policy_port=args.policy_port,
                        checkpoint=args.checkpoint, policy_args=args.policy_arg,
                        policy_timeout_s=args.policy_timeout, policy_nice=args.policy_nice,
-                       dataset=None if args.no_record else args.dataset, host=args.host, port=args.port,
+                       dataset=None if args.no_record else args.dataset, quality_limits=quality_limits,
+                       host=args.host, port=args.port,
                        auth=auth, task=args.task, seed=args.seed, camera_fps=args.camera_fps,
                        open_browser=not args.no_browser, merge=args.merge, auto_hold=args.auto_hold > 0,
                        auto_hold_chunks=max(args.auto_hold, 1))

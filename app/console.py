@@ -2,7 +2,8 @@
 
 Operate tab: live camera tiles, the imagined future next to the head view, instruction box
 (Enter sends), START / PAUSE / reset scene, a big STOP that is always on screen, teleop
-(keyboard, gamepad, jog buttons), recording, status with latency, and errors in plain words.
+(keyboard, gamepad, jog buttons, WebXR headset, leader arms), recording, status with latency, and
+errors in plain words.
 Review tab: app/review.py. Only the tab that holds control may command the robot
 (app/session.py); STOP works from every tab.
 """
@@ -10,21 +11,24 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import gradio as gr
 import numpy as np
 import pandas as pd
 
-from app import monitor_panels, panels, plots, teleop
+from app import monitor_panels, panels, plots, teleop, xr_teleop
 from app.control.controller import Controller, StoppedError
 from app.control.records import Mode
 from app.imagined import FuturePreviews
 from app.live_view import LiveFeeds
+from app.collection import CollectionConfig, CollectionSession
 from app.recording import Recorder
+from app.recording_panel import RecordingPanel
 from app.session import NotOperatorError, OperatorLock
 from app.static_files import STATIC
 from app.status import StatusView
+from policy.wire.familiarity import with_scene
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +41,7 @@ class ConsoleConfig:
     record_rollouts: bool = True        # default of the "record policy rollouts" checkbox
     future_fps: float = 5.0             # playback rate of the imagined future (real time by default)
     head_camera: str = "head"           # shown next to the imagined future
+    collection: CollectionConfig = field(default_factory=CollectionConfig)   # countdown, reset, targets
 
 
 # reset_scene(task_name) -> the scene's instruction; None for real robots.
@@ -48,11 +53,17 @@ class Console:
                  recorder: Recorder | None = None, reset_scene: ResetScene | None = None,
                  tasks: list[str] | None = None, current_task: str | None = None, dataset_root: str | None = None,
                  config: ConsoleConfig | None = None, lock: OperatorLock | None = None,
-                 familiarity: Callable[[str], dict] | None = None, surprise=None):
+                 familiarity: Callable[[str], dict] | None = None, surprise=None,
+                 scene: Callable[[], list[str]] | None = None, leader_follow: Callable[[], None] | None = None):
         """familiarity: instruction -> PolicyClient.familiarity's dict (None: not shown, START asks
-        nothing); surprise: an app.surprise.SurpriseMonitor (None: no sparkline)."""
+        nothing); surprise: an app.surprise.SurpriseMonitor (None: no sparkline); scene: the
+        objects on the table now (sim: "red_block", "plate", ...; None: unknown, no scene test);
+        leader_follow: starts leader-follow mode (app.stack.DemoStack.start_leader_follow; None: the
+        rig has no leader arms, no button)."""
         self.controller = controller
+        self.leader_follow = leader_follow
         self.familiarity = familiarity
+        self.scene = scene
         self.surprise = surprise
         self._confirmed: dict[str, str] = {}      # session -> the unfamiliar instruction it confirmed
         self.feeds = feeds
@@ -66,9 +77,12 @@ class Console:
         self.lock = lock or OperatorLock()
         self.spec = controller.arm.spec
         self.jog = teleop.JogTranslator(self.spec)
-        self._jog_held: dict[str, bool] = {}      # session -> its last jog asked for motion
+        self._jog_held: dict[str, bool] = {}      # session (+ device) -> its last command asked for motion
+        self.xr = xr_teleop.XRTeleop.for_robot(self.spec)
         self.status_view = StatusView(controller, self.lock, recorder, previews)
         self.record_rollouts = self.config.record_rollouts
+        # teleop data collection (app/collection.py), shown by app/recording_panel.py
+        self.collection = CollectionSession(recorder, self.config.collection) if recorder is not None else None
         self.demo: gr.Blocks | None = None
 
     # -- actions (each raises gr.Error with plain words) -------------------------------------
@@ -101,9 +115,10 @@ class Console:
         if self.familiarity is None or not text:
             return None
         try:
-            return self.familiarity(text)
+            reply = self.familiarity(text)
+            return with_scene(reply, self.scene() if self.scene is not None else None)
         except Exception as exc:      # an older server, or one busy: say nothing rather than guess
-            log.debug("familiarity of %r unavailable: %s", text, exc)
+            log.warning("familiarity of %r unavailable: %s", text, exc)
             return None
 
     def familiarity_html(self, text: str) -> str:
@@ -179,30 +194,41 @@ class Console:
         self._require(request)
         self._call("switching to teleop", self.controller.start_teleop)
 
-    def record_start(self, task: str, instruction: str, request: gr.Request = None) -> None:
+    def leader_follow_mode(self, request: gr.Request = None) -> None:
+        """Leader-follow: refused, naming the joints that disagree, unless leader and arm are aligned."""
+        from hardware.leader import LeaderError
+        from hardware.leader_follow import LeaderNotAlignedError
         self._require(request)
-        if self.recorder is None:
-            raise gr.Error("Recording is off: start run_demo.py with --dataset DIR to record episodes.")
-        task = (task or "").strip() or (instruction or "").strip()
-        if not task:
-            raise gr.Error("Type the task of this demonstration (e.g. \"put the red block on the plate\") "
-                           "before recording.")
-        self._call("starting the recording", self.recorder.start, task, "teleop")
-
-    def record_save(self, request: gr.Request = None) -> None:
-        self._require(request)
-        if self.recorder is None:
-            raise gr.Error("Recording is off: start run_demo.py with --dataset DIR to record episodes.")
-        index = self._call("saving the episode", self.recorder.save)
-        gr.Info(f"Episode {index} saved to {self.recorder.root}.")
-
-    def record_discard(self, request: gr.Request = None) -> None:
-        self._require(request)
-        if self.recorder is not None:
-            self._call("discarding the episode", self.recorder.discard)
-            gr.Info("Episode discarded.")
+        if self.leader_follow is None:
+            raise gr.Error("No leader arms on this rig: add a [leader] section to the rig file (hardware/factory.py).")
+        try:
+            self.leader_follow()
+        except (LeaderNotAlignedError, LeaderError) as exc:
+            raise gr.Error(str(exc)) from None
+        except Exception as exc:
+            log.exception("starting leader-follow failed")
+            raise gr.Error(f"starting leader-follow failed: {exc}") from None
 
     # -- server functions called by page scripts (no queue) ----------------------------------
+    def _teleop_gate(self, key: str, pressed: bool, again: str) -> tuple[bool, str | None]:
+        """The rule every teleop device passes (jog keys/stick/buttons, WebXR): (send?, error).
+        Only a fresh press (this device's previous command was a release, or none) may switch an
+        idle arm to teleop: a key, stick or grip still held through STOP/PAUSE must not resume
+        motion. A release is sent in teleop mode only (it stops the arm now). StoppedError while
+        STOP is latched."""
+        fresh_press = pressed and not self._jog_held.get(key, False)
+        self._jog_held[key] = pressed
+        mode = self.status_view.mode()
+        if mode == Mode.POLICY:
+            return False, "the policy is driving: press PAUSE (or STOP) before jogging"
+        if not pressed:
+            return mode == Mode.TELEOP, None
+        if mode != Mode.TELEOP:
+            if not fresh_press and not self.controller.status().stopped:
+                return False, f"holding: {again}"
+            self.controller.start_teleop(explicit=False)    # StoppedError while STOP is latched
+        return True, None
+
     def jog_command(self, session: str, vector, fast: bool) -> dict:
         try:
             self.lock.require(session)
@@ -210,28 +236,52 @@ class Console:
             return {"error": str(exc)}
         try:
             velocity = self.jog.velocity(vector, bool(fast))
-            # Only a fresh press (this session's previous jog was a release, or none) may switch an
-            # idle arm to teleop: a key or stick still held through STOP/PAUSE must not resume motion.
-            pressed = bool(np.any(velocity))
-            fresh_press = pressed and not self._jog_held.get(session, False)
-            self._jog_held[session] = pressed
-            mode = self.status_view.mode()
-            if mode == Mode.POLICY:
-                return {"error": "the policy is driving: press PAUSE (or STOP) before jogging"}
-            if not pressed:                # released: stop now rather than when the command expires
-                if mode == Mode.TELEOP:
-                    self.controller.teleop_command(joint_velocity=velocity)
-                return {"error": None}
-            if mode != Mode.TELEOP:
-                if not fresh_press and not self.controller.status().stopped:
-                    return {"error": "holding: release the jog keys/stick and press again to jog"}
-                self.controller.start_teleop(explicit=False)    # StoppedError while STOP is latched
-            self.controller.teleop_command(joint_velocity=velocity)
-            return {"error": None}
+            send, error = self._teleop_gate(session, bool(np.any(velocity)),
+                                            "release the jog keys/stick and press again to jog")
+            if send:
+                self.controller.teleop_command(joint_velocity=velocity)
+            return {"error": error}
         except StoppedError as exc:
             return {"error": str(exc)}
         except Exception as exc:
             return {"error": f"jog refused: {exc}"}
+
+    def xr_command(self, session: str, message) -> dict:
+        """One WebXR frame (app/xr_teleop.py): controller poses -> IK -> a dead-man joint target.
+        Malformed input is answered with the reason and ignored; an older frame than one already
+        taken is dropped (latest wins)."""
+        try:
+            self.lock.require(session)
+        except NotOperatorError as exc:
+            return {"error": str(exc)}
+        if not self.xr.available:
+            return {"error": f"WebXR teleop is off: {self.xr.why_not}"}
+        try:
+            poses = xr_teleop.parse_poses(message)
+        except ValueError as exc:
+            return {"error": f"XR pose ignored: {exc}"}
+        with self.xr.serial:
+            if not self.xr.accept(session, poses):
+                return {"error": None, "stale": True}
+            try:
+                send, error = self._teleop_gate(session + ":xr", self.xr.wants_motion(poses),
+                                                "release the grip and squeeze again to move")
+                if error or not send:
+                    self.xr.reset()
+                    return {"error": error}
+                step = self.xr.step(poses, self.controller.arm.read_state().position)
+                if step.target is None:            # released: hold now rather than when the command expires
+                    self.controller.teleop_command(joint_velocity=np.zeros(self.spec.action_dim))
+                else:
+                    self.controller.teleop_command(target=step.target)
+                return {"error": None, "engaged": step.engaged, "notes": step.notes}
+            except StoppedError as exc:
+                self.xr.reset()
+                return {"error": str(exc)}
+            except Exception as exc:
+                self.xr.reset()
+                log.exception("XR teleop command failed")
+                return {"error": f"XR teleop refused: {exc}"}
 
     def stop_command(self, session: str) -> dict:
         self.controller.stop()
@@ -283,20 +333,22 @@ class Console:
                                            label="Scene task", scale=2, allow_custom_value=False,
                                            elem_id="scene-task")
                         reset_btn = gr.Button("Reset scene", scale=1, elem_id="ewam-reset")
-                with gr.Accordion("Teleop (keyboard / gamepad / jog buttons)", open=True):
+                with gr.Accordion("Teleop (keyboard / gamepad / jog buttons / VR headset)", open=True):
                     with gr.Row():
                         teleop_btn = gr.Button("Teleop mode", scale=0, min_width=140, elem_id="ewam-teleop")
+                        leader_btn = (gr.Button("Leader-follow", scale=0, min_width=140, elem_id="ewam-leader-follow")
+                                      if self.leader_follow is not None else None)
                         gr.Markdown("Jogging switches to teleop mode by itself when the robot is idle.")
                     gr.HTML(value="", html_template=teleop.jog_panel_html(self.spec), js_on_load=teleop.TELEOP_JS,
                             server_functions=[self._server_jog(), self._server_stop()],
                             robot=teleop.page_config(self.spec), elem_id="ewam-teleop-panel")
+                    gr.HTML(value="", html_template=xr_teleop.PANEL_HTML, js_on_load=xr_teleop.WEBXR_JS,
+                            server_functions=[self._server_xr_pose()], xr=xr_teleop.page_config(self.xr, head),
+                            elem_id="ewam-xr-panel")
                 with gr.Accordion("Recording", open=True):
-                    with gr.Row():
-                        record_task = gr.Textbox(label="Task of the demonstration (empty: the instruction)",
-                                                 scale=3, elem_id="record-task")
-                        rec_start = gr.Button("Start recording", scale=1, elem_id="rec-start")
-                        rec_save = gr.Button("Save episode", variant="primary", scale=1, elem_id="rec-save")
-                        rec_discard = gr.Button("Discard", variant="stop", scale=1, elem_id="rec-discard")
+                    if self.collection is not None:
+                        RecordingPanel(self.collection, self.lock,
+                                       lambda: self.status_view.controller_status().instruction or "").component()
                     gr.Markdown(f"Dataset: `{self.recorder.root.resolve()}`" if self.recorder else
                                 "Recording is off (start with `--dataset DIR`).")
                 with gr.Accordion("Latency", open=False, elem_id="latency-accordion"):
@@ -317,10 +369,9 @@ class Console:
             instruction.submit(self.send_instruction, [instruction], None, **fast)
             pause_btn.click(self.pause, None, None, **fast)
             teleop_btn.click(self.teleop_mode, None, None, **fast)
+            if leader_btn is not None:
+                leader_btn.click(self.leader_follow_mode, None, None, **fast)
             record_rollouts.change(self._set_record_rollouts, [record_rollouts], None, **fast)
-            rec_start.click(self.record_start, [record_task, instruction], None, **fast)
-            rec_save.click(self.record_save, None, None, **fast)
-            rec_discard.click(self.record_discard, None, None, **fast)
             if self.reset_scene is not None:
                 reset_btn.click(self.reset, [task], [instruction], concurrency_limit=1)
             timer = gr.Timer(2.0)
@@ -337,6 +388,12 @@ class Console:
             session, vector, fast = panels.server_args(args, 3, ("", None, False))
             return self.jog_command(str(session or ""), vector, bool(fast))
         return jog
+
+    def _server_xr_pose(self):
+        def xr_pose(args) -> dict:
+            session, message = panels.server_args(args, 2, ("", None))
+            return self.xr_command(str(session or ""), message)
+        return xr_pose
 
     def _server_stop(self):
         def stop(args) -> dict:
@@ -357,6 +414,8 @@ class Console:
     def launch(self, host: str = "127.0.0.1", port: int = 7860, auth: tuple[str, str] | None = None,
                inbrowser: bool = False) -> None:
         demo = self.demo or self.build()
+        if self.collection is not None:
+            self.collection.start_ticker()       # countdown / reset timers run without a page open
         demo.queue(default_concurrency_limit=None)
         demo.launch(server_name=host, server_port=port, auth=auth, inbrowser=inbrowser, prevent_thread_lock=True,
                     css_paths=[CSS_PATH], theme=gr.themes.Soft(), show_error=True, quiet=True, footer_links=[])
@@ -365,5 +424,7 @@ class Console:
         return bool(self.demo is not None and getattr(self.demo, "is_running", False))
 
     def close(self) -> None:
+        if self.collection is not None:
+            self.collection.close()
         if self.demo is not None:
             self.demo.close()

@@ -12,6 +12,9 @@ sim's), which also marks the first successful frame (next.success); a teleop dem
 labelled by the operator (save(label=...) or label_last(label) right after saving). Quality:
 every recorded tick feeds a QualityMonitor (policy.episodes.quality); its figures and flags are
 in status() while recording and are stored with the episode. discard_last() is discard-and-redo.
+Cameras that render a noise-free scene (adapter "sim") are not judged frozen: a still view of a
+simulated scene is bit-identical frame after frame, which for a real sensor means a stuck one; a
+stalled sim renderer still shows as repeated frames (same capture time).
 """
 from __future__ import annotations
 
@@ -70,6 +73,9 @@ class Recorder:
         self.quality_limits = quality_limits if isinstance(quality_limits, QualityLimits) \
             else QualityLimits.from_dict(quality_limits)
         self.operator = operator
+        # noise-free renders: identical frames are a still scene, not a stuck sensor
+        self._noise_free = tuple(sorted(n for n, c in self.cameras.items()
+                                        if getattr(getattr(c, "config", None), "adapter", None) == "sim"))
         self._success_check: Callable[[], bool] | None = None
         self._quality: QualityMonitor | None = None
         self._last_quality: dict | None = None
@@ -107,19 +113,21 @@ class Recorder:
             log.warning("success check failed: %s", exc)
             return False
 
-    def save(self, label: str | None = None, notes: str = "") -> int:
+    def save(self, label: str | None = None, notes: str = "", operator: str | None = None) -> int:
         """Queue the open episode for writing; returns its index (the file appears shortly).
 
         label: None = a policy rollout with a success check is labelled by it (success if the
-        check held at any recorded tick or holds now, else failure); otherwise unlabelled."""
+        check held at any recorded tick or holds now, else failure); otherwise unlabelled.
+        operator: who recorded it (None: self.operator)."""
         with self._lock:
             if self._kind is None:
                 raise RuntimeError("nothing is being recorded: press Start recording first")
             if label is None and self._kind == "policy" and self._success_check is not None:
                 label = "success" if self.writer.success_seen or self._check_success() else "failure"
             label = normalise_label(label)
-            quality = self._quality.status() if self._quality is not None else None
-            fields = {"label": label, "operator": self.operator, "notes": notes}
+            quality = self._judged(self._quality.status()) if self._quality is not None else None
+            operator = self.operator if operator is None else operator.strip()
+            fields = {"label": label, "operator": operator, "notes": (notes or "").strip()}
             if quality is not None:
                 fields.update(quality_flags=quality["flags"], quality=quality["figures"])
             try:
@@ -265,7 +273,19 @@ class Recorder:
     def quality_status(self) -> dict:
         """{"ok", "flags", "figures"} of the open episode (or the last saved one; {} before any)."""
         q = self._quality
-        return q.status() if q is not None else dict(self._last_quality or {})
+        return self._judged(q.status()) if q is not None else dict(self._last_quality or {})
+
+    def _judged(self, status: dict) -> dict:
+        """QualityMonitor.status() without the frozen verdict on noise-free (sim) cameras."""
+        if not self._noise_free:
+            return status
+        flags = [f for f in status["flags"] if not any(f.startswith(f"{c}: frozen") for c in self._noise_free)]
+        figures = dict(status["figures"], frozen_not_judged=list(self._noise_free))
+        return {"ok": not flags, "flags": flags, "figures": figures}
+
+    def set_quality_limits(self, limits: QualityLimits | dict | None) -> None:
+        """New limits, from the next episode on."""
+        self.quality_limits = limits if isinstance(limits, QualityLimits) else QualityLimits.from_dict(limits)
 
     def status(self) -> RecordingStatus:
         s = self.writer.status

@@ -105,9 +105,17 @@ def episode_choice(e) -> str:
     return f"#{e.index} {mark}{flag} · {e.length} frames · {'rollout' if e.has_imagined else 'demo'} · {e.task}"
 
 
-def episode_choices(root: str, show: str = "all") -> list[tuple[str, int]]:
+def label_counts(reader: DatasetReader) -> str:
+    """"12 episodes: 8 ✓ · 3 ✗ · 1 ○ · 2 ⚠" (the dataset's labels at a glance)."""
+    eps = reader.episodes
+    parts = [f"{sum(e.label == label for e in eps)} {mark}" for label, mark in LABEL_MARKS.items()]
+    parts.append(f"{sum(bool(e.quality_flags) for e in eps)} ⚠")
+    return f"{len(eps)} episode{'' if len(eps) == 1 else 's'}: " + " · ".join(parts)
+
+
+def episode_choices(root: str, show: str = "all", reader: DatasetReader | None = None) -> list[tuple[str, int]]:
     """Newest first; show: "all", a label, or "flagged" (episodes that broke a quality limit)."""
-    reader = open_reader(root)
+    reader = reader or open_reader(root)
     show = (show or "all").lower()
     keep = [e for e in reader.episodes if show == "all" or (show == "flagged" and e.quality_flags) or e.label == show]
     return [(episode_choice(e), e.index) for e in reversed(keep)]
@@ -241,8 +249,10 @@ def build_review_tab(dataset_root: str | None, tab: gr.Tab | None = None) -> Non
     surprise = gr.Plot(show_label=False, elem_id="review-surprise")
 
     def do_refresh(path: str, which: str = "all"):
-        choices = episode_choices(path, which)
-        return gr.Dropdown(choices=choices, value=choices[0][1] if choices else None)
+        reader = open_reader(path)
+        choices = episode_choices(path, which, reader)
+        return gr.Dropdown(choices=choices, value=choices[0][1] if choices else None,
+                           label=f"Episode / rollout ({label_counts(reader)}; ⚠ quality)")
 
     def do_load(path: str, index):
         if index is None:

@@ -2,7 +2,8 @@
 
 run_demo.py parses flags into a StackConfig and runs `DemoStack`; the console benchmark and
 the browser tests start the same stack through run_demo.py. Start order: policy server
-(wait for its ready line, then the handshake) -> robot and cameras -> controller -> console.
+(wait for its ready line, then the handshake) -> robot and cameras -> the rig's leader arms
+(if any) -> controller -> console.
 Shutdown runs in reverse and is safe to call twice; `check()` names the first part that
 died and why, so the caller can shut everything down with that message.
 """
@@ -28,7 +29,7 @@ class StackError(RuntimeError):
 @dataclass
 class StackConfig:
     robot: str = "sim"                       # "sim", or an arm adapter from the rig file
-    rig: str | None = None                   # TOML/JSON rig file (cameras, arm, safety)
+    rig: str | None = None                   # TOML/JSON rig file (cameras, arm, safety, leader)
     policy: str | None = None                # tcp://HOST:PORT of a running server; None = start a child
     policy_keys: str | None = None           # CurveZMQ key directory for a server off loopback (policy.keys)
     policy_protocol: str = "zmq"             # "zmq" (ours) or "openpi" (policy is ws://HOST:PORT, app.control.openpi_link)
@@ -42,6 +43,7 @@ class StackConfig:
     policy_nice: int = 10                    # >0: the child model yields CPU to cameras and control loop
     policy_timeout_s: float = 30.0           # per request; a CPU-only sim-tiny can take seconds per chunk
     dataset: str | None = "data/demos"       # None: recording off
+    quality_limits: dict = field(default_factory=dict)   # policy.episodes.quality.QualityLimits overrides
     host: str = "127.0.0.1"
     port: int = 7860
     auth: tuple[str, str] | None = None
@@ -63,6 +65,9 @@ class DemoStack:
         self.client = None
         self.robot = None
         self.hardware_arm = None                 # a real arm (--robot other than sim); None in sim
+        self.rig = None                          # hardware.factory.RigConfig from --rig
+        self.leader = None                       # hardware.leader.LeaderArm from the rig's [leader]
+        self.leader_follow = None                # hardware.leader_follow.LeaderFollower onto self.arm
         self.cameras: dict = {}
         self.controller = None
         self.previews = None
@@ -118,6 +123,7 @@ class DemoStack:
         log.info("policy %s ready at %s (H=%d, cameras %s)", metadata.preset, address, metadata.chunk_length,
                  ", ".join(metadata.camera_names))
         self._start_robot()
+        self._start_leader()
         self._start_controller(metadata)
         self._start_console(metadata)
 
@@ -136,7 +142,7 @@ class DemoStack:
         cfg = self.config
         from hardware.factory import load_rig, make_cameras
         from hardware.safety import SafeArm, SafetyConfig
-        rig = load_rig(cfg.rig) if cfg.rig else None
+        rig = self.rig = load_rig(cfg.rig) if cfg.rig else None
         safety = rig.safety if rig else SafetyConfig()
         if cfg.robot != "sim":
             self._start_real_robot(rig, safety)
@@ -187,6 +193,32 @@ class DemoStack:
             camera.connect()
         self.arm = SafeArm(self.hardware_arm, safety)
 
+    def _start_leader(self) -> None:
+        """The rig's [leader] (e.g. Piper leaders over CAN; the follower is the sim or the real arm):
+        connect it (read-only) and offer leader-follow mode, which starts only when aligned."""
+        if self.rig is None or self.rig.leader is None:
+            return
+        from hardware.factory import make_leader
+        from hardware.leader import LeaderError
+        from hardware.leader_follow import LeaderFollower
+        try:
+            self.leader = make_leader(self.rig.leader)
+            self.leader_follow = LeaderFollower(self.leader, self.arm, self.rig.leader.follow)
+        except ValueError as exc:
+            raise StackError(f"rig file {self.config.rig}: [leader]: {exc}") from None
+        try:
+            self.leader.connect()
+        except LeaderError as exc:
+            raise StackError(f"the leader arms did not connect: {exc}") from None
+        log.info("leader arms (%s) connected: leader-follow mode is available", self.rig.leader.adapter)
+
+    def start_leader_follow(self) -> None:
+        """Leader-follow mode (the console's button): raises LeaderNotAlignedError / LeaderError,
+        naming what disagrees, unless the leader is fresh and aligned with the follower."""
+        if self.leader_follow is None:
+            raise StackError("no leader arms: add a [leader] section to the rig file (see hardware/factory.py)")
+        self.controller.start_leader_follow(self.leader_follow)
+
     def _start_controller(self, metadata) -> None:
         from app.control.controller import Controller, ControllerConfig
         from app.control.episode import task_time_limit_s
@@ -218,7 +250,8 @@ class DemoStack:
         if self.config.dataset:
             from app.recording import Recorder, dataset_spec_for
             sizes = {name: (cam.resolution[1], cam.resolution[0]) for name, cam in self.cameras.items()}
-            self.recorder = Recorder(self.config.dataset, dataset_spec_for(spec, sizes), self.cameras)
+            self.recorder = Recorder(self.config.dataset, dataset_spec_for(spec, sizes), self.cameras,
+                                     quality_limits=self.config.quality_limits)
             if self.robot is not None:    # labels policy rollouts success / failure
                 self.recorder.set_success_check(self.robot.success)
             self.controller.add_tick_listener(self.recorder.on_tick)
@@ -244,7 +277,9 @@ class DemoStack:
                                current_task=self.robot.task.name if self.robot is not None else None,
                                dataset_root=cfg.dataset, config=console_cfg,
                                familiarity=getattr(self.client, "familiarity", None),
-                               surprise=self.surprise)
+                               surprise=self.surprise,
+                               leader_follow=self.start_leader_follow if self.leader_follow is not None else None,
+                               scene=(lambda: list(self.robot.env.layout)) if self.robot is not None else None)
         self.console.launch(host=cfg.host, port=cfg.port, auth=cfg.auth, inbrowser=cfg.open_browser)
         host = "127.0.0.1" if cfg.host in ("0.0.0.0", "::") else cfg.host
         self.url = f"http://{host}:{cfg.port}"
@@ -258,6 +293,12 @@ class DemoStack:
         from app.control.episode import task_time_limit_s
         self.controller.set_time_limit(task_time_limit_s(self.robot.task, self.arm.spec.control_hz))
         return self.robot.instruction
+
+    def _own_cameras(self) -> list:
+        """The cameras this stack connected (rig cameras, also beside the sim); the sim's own
+        cameras close with the simulated robot."""
+        sim = list(self.robot.cameras.values()) if self.robot is not None else []
+        return [c for c in self.cameras.values() if not any(c is s for s in sim)]
 
     # -- supervision -------------------------------------------------------------------------
     def check(self) -> str | None:
@@ -292,7 +333,8 @@ class DemoStack:
                  ("recorder", lambda: self.recorder and self.recorder.close()),
                  ("robot", lambda: self.robot and self.robot.close()),
                  ("arm", lambda: self.hardware_arm and self.hardware_arm.disconnect()),   # holds, never limp
-                 ("cameras", lambda: self.hardware_arm and [c.disconnect() for c in self.cameras.values()]),
+                 ("leader arms", lambda: self.leader and self.leader.close()),
+                 ("cameras", lambda: [c.disconnect() for c in self._own_cameras()]),
                  ("policy client", lambda: self.client and self.client.close()),
                  ("policy server", lambda: self.policy_process and self.policy_process.stop())]
         for name, step in steps:
@@ -301,5 +343,5 @@ class DemoStack:
             except Exception as exc:       # keep going: the rest must still shut down
                 log.warning("closing the %s failed: %s", name, exc)
         self.controller = self.console = self.previews = self.recorder = self.robot = self.hardware_arm = None
-        self.surprise = None
+        self.surprise = self.leader = self.leader_follow = None
         self.client = self.policy_process = None

@@ -1,7 +1,8 @@
 """The page's JavaScript and CSS, kept as real files under app/static/ (packaged with app/).
 
 console.css goes to Gradio's launch(css_paths=...); each component script (camera tiles, the
-imagined future, the status bar, teleop) is the js_on_load text of its gr.HTML, read once here.
+imagined future, the status bar, teleop, WebXR teleop) is the js_on_load text of its gr.HTML,
+read once here.
 """
 from __future__ import annotations
 

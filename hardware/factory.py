@@ -27,7 +27,10 @@ A rig file is TOML (or JSON with the same structure):
     align_tolerance_rad = 0.1
     stale_s = 0.1
 
-The follower is [arm] (its adapter, or "sim": the embedded simulation follows a real leader).
+The follower is [arm] (its adapter, or "sim": the embedded simulation follows a real leader);
+app.stack connects the leader and offers leader-follow mode in the console. Shipped rigs:
+assets/rigs/piper_leader_sim.toml (leader = Piper over CAN, follower = sim) and
+assets/rigs/piper_leader_piper.toml (leader = Piper, follower = Piper; `--robot piper`).
 """
 from __future__ import annotations
 
@@ -167,6 +170,25 @@ def leader_from_dict(data: dict, where: str) -> LeaderConfig:
     return config
 
 
+def _piper_can_interfaces(port: str | None, options: dict, defaults: tuple[str, str]) -> set[str]:
+    if port:
+        return {p.strip() for p in str(port).split(",") if p.strip()}
+    return {str(options.get("left_can", defaults[0])), str(options.get("right_can", defaults[1]))}
+
+
+def check_leader_buses(arm: ArmConfig, leader: LeaderConfig, where: str) -> None:
+    """Piper leaders and Piper followers on one CAN interface: the follower would obey the leader's
+    frames in firmware, past every check of hardware.safety. Refuse such a rig."""
+    if arm.adapter != "piper" or leader.adapter != "piper":
+        return
+    shared = (_piper_can_interfaces(arm.port, arm.options, ("can_left", "can_right"))
+              & _piper_can_interfaces(leader.port, leader.options, ("can_leader_left", "can_leader_right")))
+    if shared:
+        raise ValueError(f"{where}: [arm] and [leader] share CAN interface(s) {', '.join(sorted(shared))}: give "
+                         "every leader and every follower arm its own USB-CAN adapter (a follower on a leader's "
+                         "bus follows it in firmware, past the safety checks)")
+
+
 def rig_from_dict(data: dict, where: str = "rig") -> RigConfig:
     sections = ["arm", "cameras", "leader", "safety"]
     for key in data:
@@ -195,8 +217,11 @@ def rig_from_dict(data: dict, where: str = "rig") -> RigConfig:
     if safety_data.get("max_step") is not None:
         safety_data["max_step"] = tuple(safety_data["max_step"])
     leader = leader_from_dict(data["leader"], where) if "leader" in data else None
-    return RigConfig(cameras=cameras, arm=config_from_dict(ArmConfig, data.get("arm", {}), f"{where}: [arm]"),
-                     safety=config_from_dict(SafetyConfig, safety_data, f"{where}: [safety]"), leader=leader)
+    arm = config_from_dict(ArmConfig, data.get("arm", {}), f"{where}: [arm]")
+    if leader is not None:
+        check_leader_buses(arm, leader, where)
+    safety = config_from_dict(SafetyConfig, safety_data, f"{where}: [safety]")
+    return RigConfig(cameras=cameras, arm=arm, safety=safety, leader=leader)
 
 
 def load_rig(path: str) -> RigConfig:

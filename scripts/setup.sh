@@ -38,3 +38,11 @@ if [ ! -f "$stamp" ]; then
     rm -f "$VENV"/.installed-*
     touch "$stamp"
 fi
+
+# LeRobot's own venv, for the test that loads edited datasets with LeRobot's LeRobotDataset
+# (tests/policy/episodes/test_edit.py). Kept in ~/.cache/wam between runs, keyed by the pins in
+# scripts/lerobot-requirements.txt: ~2 min (idle machine) the first time, 0.5 s after. WAM_LEROBOT=0 skips.
+if [ "${WAM_LEROBOT:-1}" != 0 ]; then
+    bash scripts/check_lerobot.sh --setup || echo "[setup] LeRobot's venv could not be built (see above): the" \
+        "LeRobot check in tests/policy/episodes/test_edit.py will skip, or fail under CI"
+fi

@@ -132,12 +132,62 @@ def test_a_delete_killed_mid_edit_loses_nothing(tmp_path, spec, point):
     assert out["episodes"] == 3
 
 
-def test_lerobot_loads_an_edited_dataset_if_its_venv_exists(tmp_path, spec):
-    script = ROOT / "scripts" / "check_lerobot.sh"
-    venv = Path(os.environ.get("LEROBOT_VENV", "/tmp/lerobot-venv"))
-    if not script.exists() or not (venv / "bin" / "python").exists():
-        pytest.skip("LeRobot's venv is not built (scripts/check_lerobot.sh builds it; several minutes)")
-    root = make(tmp_path / "ds", spec, 3)
-    delete(root, [1])
-    out = subprocess.run(["bash", str(script), str(root)], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+def lerobot_venv() -> Path:
+    """LeRobot's venv (scripts/check_lerobot.sh --venv); skip, or in CI fail, when it is not built."""
+    where = subprocess.run(["bash", str(ROOT / "scripts" / "check_lerobot.sh"), "--venv"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.strip()
+    venv = Path(where)
+    built = (venv / "bin" / "python").exists() if os.environ.get("LEROBOT_VENV") else (venv / ".complete").exists()
+    if not built:
+        why = (f"LeRobot's venv is not built at {venv}: `bash scripts/check_lerobot.sh --setup` builds it "
+               "(scripts/setup.sh does; ~2 min and ~6 GB the first time on a machine, cached after)")
+        if os.environ.get("CI"):
+            pytest.fail(why + "; in CI scripts/setup.sh should have built it: see its [check_lerobot] lines")
+        pytest.skip(why)
+    return venv
+
+
+def test_lerobot_loads_edited_merged_and_killed_mid_delete_datasets(tmp_path, spec):
+    """LeRobot 0.4.4's own LeRobotDataset (its venv, its loader, its video decoding) reads what the
+    dataset tools leave: deletes by index and by label, a merge, and deletes SIGKILLed midway. What
+    it reads must be what our reader reads, episode by episode."""
+    lerobot_venv()
+    by_index = make(tmp_path / "by_index" / "ds", spec)
+    delete(by_index, [1])
+    by_label = make(tmp_path / "by_label" / "ds", spec)
+    delete(by_label, label="success")
+    merged = tmp_path / "merged"
+    merge(merged, [make(tmp_path / "other" / "ds", spec, 2), by_index])
+    killed = []
+    for point in (f"copied:{random.randint(1, 3)}", "before_swap", "after_swap"):
+        root = make(tmp_path / f"killed_{point.replace(':', '_')}" / "ds", spec, 5)
+        _killed_edit(root, point)
+        assert list(root.parent.glob(".ds.edit-*")), "the kill should have left the edit's side directory"
+        killed.append(root)
+    roots = [by_index, by_label, merged, *killed]
+    expected_lengths = {by_index: [5, 7, 8], by_label: [6, 8], merged: [5, 6, 5, 7, 8],
+                        killed[0]: [5, 6, 7, 8, 9], killed[1]: [5, 6, 7, 8, 9], killed[2]: [6, 8, 9]}
+
+    out = subprocess.run(["bash", str(ROOT / "scripts" / "check_lerobot.sh"), *map(str, roots)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-3000:]
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["lerobot"] == "0.4.4" and seen["passed"]
+    for root in roots:
+        lerobot = seen["datasets"][str(root.resolve())]
+        ours = check_consistent(root)
+        assert [e["length"] for e in lerobot["episodes"]] == [e.length for e in ours.episodes] == \
+            expected_lengths[root], root
+        assert lerobot["num_frames"] == ours.num_frames and lerobot["tasks"] == ours.tasks
+        for e, theirs in zip(ours.episodes, lerobot["episodes"]):
+            table = ours.episode_table(e.index)
+            assert theirs["tasks"] == [e.task] and theirs["task"] == e.task and theirs["label"] == e.label
+            assert theirs["success_frames"] == int(table.success.sum())
+            np.testing.assert_allclose(theirs["first_state"], table.state[0], atol=1e-4)
+            for cam in spec.cameras:       # the right frames of the right video (edits re-index videos)
+                frames = ours.frames(e.index, cam)
+                for which, frame in (("first_frame_mean", frames[0]), ("last_frame_mean", frames[-1])):
+                    assert theirs[which][f"observation.images.{cam}"] == pytest.approx(frame.mean(), abs=1.5), \
+                        (root, e.index, cam, which)
+    labels = [e["label"] for e in seen["datasets"][str(by_label.resolve())]["episodes"]]
+    assert labels == ["failure", "unlabelled"]
