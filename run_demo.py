@@ -165,4 +165,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_code = main()
+    # Everything is closed explicitly above (policy child, robot, cameras, recorder, console). Leave
+    # without interpreter finalisation: a native library's thread object destroyed there (seen with
+    # replay cameras beside the sim) aborts with "terminate called without an active exception".
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(exit_code)

@@ -1,6 +1,16 @@
 // The imagined-future panel (app/panels.py future_panel): pulls each chunk's future frames from
 // server.next_future and plays them at props.fps. In scope: element, props, server.
+// Each chunk's frames are decoded once (createImageBitmap) and replayed on a canvas that takes the
+// <img>'s place; the previous chunk's bitmaps are closed. A new data: URL per frame on an <img>
+// would leave every decoded frame in Chromium's renderer (issue 19; camera_tile.js does the same).
 const img = element.querySelector('.future-img');
+const canvas = document.createElement('canvas');
+canvas.className = img.className;
+canvas.setAttribute('aria-label', img.alt);
+canvas.setAttribute('role', 'img');
+Object.assign(canvas.style, {width: '100%', height: '100%', objectFit: 'contain', display: 'block', visibility: 'hidden'});
+img.replaceWith(canvas);
+const ctx = canvas.getContext('2d');
 const info = element.querySelector('.future-info');
 const step = element.querySelector('.future-step');
 const err = element.querySelector('.cam-error');
@@ -8,10 +18,15 @@ window.ewamFutures = 0;
 window.ewamFutureChunk = -1;
 let chunk = -1, frames = [], idx = 0;
 const sleep = ms => new Promise(r => setTimeout(r, ms));
+const decode = b64 => fetch('data:image/jpeg;base64,' + b64).then(r => r.blob()).then(b => createImageBitmap(b));
 function show() {
   if (!frames.length) return;
-  const i = idx % frames.length;
-  img.src = 'data:image/jpeg;base64,' + frames[i];
+  const i = idx % frames.length, bitmap = frames[i];
+  if (canvas.width !== bitmap.width || canvas.height !== bitmap.height) {
+    canvas.width = bitmap.width; canvas.height = bitmap.height;
+  }
+  ctx.drawImage(bitmap, 0, 0);
+  canvas.style.visibility = '';
   step.textContent = `+${i + 1}/${frames.length}`;
   idx += 1;
 }
@@ -19,13 +34,22 @@ setInterval(show, 1000 / props.fps);
 (async () => {
   while (element.isConnected) {
     let r;
-    try { r = await server.next_future(chunk); }
-    catch (e) { err.textContent = 'lost connection to the console server; retrying'; await sleep(1000); continue; }
-    if (r.frames && r.frames.length) {
-      frames = r.frames; chunk = r.chunk_id; idx = 0; show();
-      window.ewamFutures += 1; window.ewamFutureChunk = chunk;
-      info.textContent = `chunk #${r.chunk_id} · ${Math.round(r.latency_ms)} ms to actions`;
+    try {
+      r = await server.next_future(chunk);
+      if (!r) throw new Error('no reply');   // the Gradio client resolves a failed call to undefined
     }
-    err.textContent = r.error || '';
+    catch (e) { err.textContent = 'lost connection to the console server; retrying'; await sleep(1000); continue; }
+    let problem = r.error || '';
+    if (r.frames && r.frames.length) {
+      chunk = r.chunk_id;
+      try {
+        const fresh = await Promise.all(r.frames.map(decode));
+        frames.forEach(b => b.close());
+        frames = fresh; idx = 0; show();
+        window.ewamFutures += 1; window.ewamFutureChunk = chunk;
+        info.textContent = `chunk #${r.chunk_id} · ${Math.round(r.latency_ms)} ms to actions`;
+      } catch (e) { problem = `could not decode the imagined future of chunk #${chunk} (${e.message || e})`; }
+    }
+    err.textContent = problem;
   }
 })();

@@ -82,12 +82,15 @@ function makeRenderer(gl) {
   const loc = n => gl.getUniformLocation(prog, n);
   let shown = -1, aspect = 4 / 3;
   return (frame, pose, layer) => {
+    // the head tile's canvas (camera_tile.js draws every frame there; an <img> in older pages)
     const img = document.querySelector('#cam-' + cfg.head_camera + ' .cam-img');
     const count = (window.ewamFrames || {})[cfg.head_camera];
-    if (img && img.complete && img.naturalWidth && count !== shown) {
+    const w = img ? (img.naturalWidth || (img.tagName === 'CANVAS' ? img.width : 0)) : 0;
+    const h = img ? (img.naturalHeight || (img.tagName === 'CANVAS' ? img.height : 0)) : 0;
+    if (img && w && h && (img.tagName === 'CANVAS' || img.complete) && count !== shown) {
       gl.bindTexture(gl.TEXTURE_2D, tex);
       gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGBA, gl.RGBA, gl.UNSIGNED_BYTE, img);
-      shown = state.headShown = count; aspect = img.naturalWidth / img.naturalHeight; state.headFrames += 1;
+      shown = state.headShown = count; aspect = w / h; state.headFrames += 1;
     }
     gl.bindFramebuffer(gl.FRAMEBUFFER, layer.framebuffer);
     gl.clearColor(0.05, 0.05, 0.06, 1); gl.clear(gl.COLOR_BUFFER_BIT | gl.DEPTH_BUFFER_BIT);

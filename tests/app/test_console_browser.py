@@ -89,8 +89,9 @@ def test_start_shows_the_imagined_future_and_moves_the_arm(page):
     assert s["operator"] and s["instruction"] == "put the red block on the plate"
     # a chunk takes ~3 s on an idle 2-core CPU, much longer on a shared busy one: be patient
     page.wait_for_function("() => window.ewamFutures >= 1", timeout=180_000)
-    src = page.evaluate("() => document.querySelector('#imagined-future .future-img').src")
-    assert src.startswith("data:image/jpeg")
+    drawn = page.evaluate("() => { const c = document.querySelector('#imagined-future .future-img');"
+                          " return [c.tagName, c.width, c.height]; }")
+    assert drawn[0] == "CANVAS" and drawn[1] > 0 and drawn[2] > 0, f"no imagined frame drawn: {drawn}"
     assert "chunk #" in page.inner_text("#imagined-future .future-info")
     deadline = time.monotonic() + 60
     while np.abs(joints(page) - start).max() < 0.02 and time.monotonic() < deadline:

@@ -255,7 +255,9 @@ def test_a_frozen_camera_during_recording_raises_the_flag_in_the_page(frozen_dem
         flag = page.inner_text("#rec-flag")
         assert flag.startswith("⚠ FLAGGED") and "head: frozen for" in flag
         assert "left_wrist: frozen" not in flag and "right_wrist: frozen" not in flag
-        assert "head: frozen" in page.inner_text("#ewam-status")              # the status bar says it too
+        # the status bar says it too (it refreshes on its own poll, a moment after the panel)
+        page.wait_for_function("() => /head: frozen/.test(document.querySelector('#ewam-status').innerText)",
+                               timeout=10_000)
         page.screenshot(path=str(ARTIFACTS / "recording_frozen_flag.png"), full_page=True)
 
         page.keyboard.press("s")                 # saving a flagged episode asks first
