@@ -33,7 +33,7 @@ CAMERA_TILE_TEMPLATE = """
 </div>"""
 
 # window.ewamFrames[camera] counts distinct frames shown: the benchmark and tests read it.
-CAMERA_TILE_JS = script("camera_tile.js")
+CAMERA_TILE_JS = script("frame_canvas.js") + script("camera_tile.js")
 
 FUTURE_TEMPLATE = """
 <div class="future-tile">
@@ -44,7 +44,7 @@ FUTURE_TEMPLATE = """
 </div>"""
 
 # window.ewamFutures counts distinct chunk futures shown; ewamFutureChunk is the newest chunk id.
-FUTURE_JS = script("future.js")
+FUTURE_JS = script("frame_canvas.js") + script("future.js")
 
 STATUS_TEMPLATE = """<div class="status-bar"><span class="status-text">connecting to the console…</span></div>"""
 

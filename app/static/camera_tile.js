@@ -1,17 +1,8 @@
 // One camera tile (app/panels.py camera_tile): pulls JPEG frames from server.next_frame in a loop.
 // In scope: element, props (camera, has_depth), server.
-// Frames are decoded with createImageBitmap and drawn on a canvas that takes the <img>'s place:
-// setting img.src to a new data: (or blob:) URL per frame makes Chromium keep each decoded frame in
-// the renderer (issue 19: ~100-230 MB/min at 45 frames/s); a canvas redrawn in place stays flat.
+// Frames are decoded with createImageBitmap and drawn on a canvas (frame_canvas.js says why).
 const cam = props.camera;
-const img = element.querySelector('.cam-img');
-const canvas = document.createElement('canvas');
-canvas.className = img.className;
-canvas.setAttribute('aria-label', img.alt);
-canvas.setAttribute('role', 'img');
-// console.css styles `.cam-frame img`; the same box rules, inline, for the canvas.
-Object.assign(canvas.style, {width: '100%', height: '100%', objectFit: 'contain', display: 'block', visibility: 'hidden'});
-img.replaceWith(canvas);
+const canvas = canvasFor(element.querySelector('.cam-img'));
 const ctx = canvas.getContext('2d');
 const stats = element.querySelector('.cam-stats');
 const err = element.querySelector('.cam-error');
@@ -32,13 +23,7 @@ function jpegBytes(b64) {
 }
 async function draw(b64) {
   const bitmap = await createImageBitmap(new Blob([jpegBytes(b64)], {type: 'image/jpeg'}));
-  try {
-    if (canvas.width !== bitmap.width || canvas.height !== bitmap.height) {
-      canvas.width = bitmap.width; canvas.height = bitmap.height;
-    }
-    ctx.drawImage(bitmap, 0, 0);
-  } finally { bitmap.close(); }
-  canvas.style.visibility = '';
+  try { drawFrame(canvas, ctx, bitmap); } finally { bitmap.close(); }
 }
 (async () => {
   while (element.isConnected) {

@@ -1,15 +1,8 @@
 // The imagined-future panel (app/panels.py future_panel): pulls each chunk's future frames from
 // server.next_future and plays them at props.fps. In scope: element, props, server.
-// Each chunk's frames are decoded once (createImageBitmap) and replayed on a canvas that takes the
-// <img>'s place; the previous chunk's bitmaps are closed. A new data: URL per frame on an <img>
-// would leave every decoded frame in Chromium's renderer (issue 19; camera_tile.js does the same).
-const img = element.querySelector('.future-img');
-const canvas = document.createElement('canvas');
-canvas.className = img.className;
-canvas.setAttribute('aria-label', img.alt);
-canvas.setAttribute('role', 'img');
-Object.assign(canvas.style, {width: '100%', height: '100%', objectFit: 'contain', display: 'block', visibility: 'hidden'});
-img.replaceWith(canvas);
+// Each chunk's frames are decoded once (createImageBitmap) and replayed on a canvas
+// (frame_canvas.js says why); the previous chunk's bitmaps are closed.
+const canvas = canvasFor(element.querySelector('.future-img'));
 const ctx = canvas.getContext('2d');
 const info = element.querySelector('.future-info');
 const step = element.querySelector('.future-step');
@@ -21,12 +14,8 @@ const sleep = ms => new Promise(r => setTimeout(r, ms));
 const decode = b64 => fetch('data:image/jpeg;base64,' + b64).then(r => r.blob()).then(b => createImageBitmap(b));
 function show() {
   if (!frames.length) return;
-  const i = idx % frames.length, bitmap = frames[i];
-  if (canvas.width !== bitmap.width || canvas.height !== bitmap.height) {
-    canvas.width = bitmap.width; canvas.height = bitmap.height;
-  }
-  ctx.drawImage(bitmap, 0, 0);
-  canvas.style.visibility = '';
+  const i = idx % frames.length;
+  drawFrame(canvas, ctx, frames[i]);
   step.textContent = `+${i + 1}/${frames.length}`;
   idx += 1;
 }
