@@ -58,12 +58,14 @@ def summarise(rollouts: dict[str, list[Rollout]], merge: str) -> dict:
 
 @contextlib.contextmanager
 def live_stack(tmp: str, *, checkpoint: str | None = None, merge: str = "replace", browser: bool = False,
-               record: bool = True, console=None) -> Iterator[tuple[DemoStack, object | None]]:
+               record: bool = True, console=None,
+               policy_nice: int = StackConfig.policy_nice) -> Iterator[tuple[DemoStack, object | None]]:
     """run_demo's stack on free ports (recording into TMP/rollouts unless record=False); with
     browser, an operator's page open on its console in headless chromium (the live feeds stream).
     Yields (stack, page or None); the page belongs to the calling thread (Playwright's sync API)."""
     stack = DemoStack(StackConfig(checkpoint=checkpoint, dataset=os.path.join(tmp, "rollouts") if record else None,
-                                  port=free_port(), policy_port=free_port(), open_browser=False, merge=merge))
+                                  port=free_port(), policy_port=free_port(), open_browser=False, merge=merge,
+                                  policy_nice=policy_nice))
     try:
         t0 = time.monotonic()
         stack.start()
@@ -105,6 +107,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--merge", choices=["replace", "blend", "rtc"], default="replace")
     p.add_argument("--checkpoint", default=None, help="default: the shipped assets/checkpoints/sim-tiny")
     p.add_argument("--max-steps", type=int, default=None, help="cap episodes at this many ticks")
+    p.add_argument("--policy-nice", type=int, default=StackConfig.policy_nice,
+                   help="niceness of the policy child (run_demo's default: %(default)s)")
     p.add_argument("--browser", action="store_true",
                    help="keep the console open in headless chromium meanwhile (the live feeds stream, as "
                         "for an operator watching)")
@@ -122,10 +126,11 @@ def main(argv: list[str] | None = None) -> dict:
     rollouts: dict[str, list[Rollout]] = {}
     with tempfile.TemporaryDirectory(prefix="bench_live_") as tmp, \
             live_stack(tmp, checkpoint=args.checkpoint, merge=args.merge, browser=args.browser,
-                       console=console) as (stack, _page):
+                       console=console, policy_nice=args.policy_nice) as (stack, _page):
         run_all(stack, tasks, args, rollouts, console)
     summary = summarise(rollouts, args.merge)
     summary["browser"] = args.browser
+    summary["policy_nice"] = args.policy_nice
     table = Table(title=f"live success ({summary['clock']}, merge={args.merge})")
     for col in ("task", "success", "episodes", "mean s"):
         table.add_column(col)
