@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hardware.sim.vocabulary import (ARM, COLOURS, FRAMES, HANDOVER_TEMPLATES, NOUNS, PICK, POLITE_PREFIX,  # noqa: F401
+from hardware.sim.vocabulary import (ARM, COLOURS, FRAMES, HANDOVER_TEMPLATES, NOUNS, PICK, POLITE_PREFIX, keys_near,  # noqa: F401
                                      POLITE_SUFFIX, PREPS, PUT_TEMPLATES, SIZE, VERBS, Frame, Template, Words)
 
 SPLITS = ("train", "held_out")
@@ -178,21 +178,6 @@ def phrasings(task: str, rng, split: str = "train", n: int = 1, unique: bool = F
 
 
 # -- noise: case, punctuation, one typo --------------------------------------------------------
-_KEYS = "qwertyuiop asdfghjkl zxcvbnm".split()
-
-
-def _neighbours(c: str) -> str:
-    for r, row in enumerate(_KEYS):
-        if c in row:
-            i = row.index(c)
-            near = row[max(0, i - 1):i] + row[i + 1:i + 2]
-            for other in (r - 1, r + 1):
-                if 0 <= other < len(_KEYS):
-                    near += _KEYS[other][max(0, i - 1):i + 1]
-            return near
-    return c
-
-
 def _typo(word: str, rng: np.random.Generator) -> str:
     i = int(rng.integers(1, len(word) - 1))
     op = int(rng.integers(4))
@@ -202,7 +187,7 @@ def _typo(word: str, rng: np.random.Generator) -> str:
         return word[:i] + word[i + 1:]                               # drop one
     if op == 2:
         return word[:i] + word[i] + word[i:]                         # double one
-    near = _neighbours(word[i])
+    near = keys_near(word[i]) or word[i]
     return word[:i] + near[int(rng.integers(len(near)))] + word[i + 1:]   # a neighbouring key
 
 

@@ -130,3 +130,21 @@ FRAMES: dict[str, Frame] = {
     "put_green_in_cup": Frame("put", ("block", "green"), ("cup", None)),
     "put_blue_on_purple": Frame("put", ("block", "blue"), ("block", "purple")),
 }
+
+
+# -- how fingers slip: the typo generator (instructions.py) and the typo reader
+# (policy/serving/instruction_slots.py) share one keyboard.
+KEY_ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
+
+
+def keys_near(c: str) -> str:
+    """c's neighbours on a QWERTY keyboard (its row, and the rows above and below); "" if not a letter."""
+    for r, row in enumerate(KEY_ROWS):
+        if c in row:
+            i = row.index(c)
+            near = row[max(0, i - 1):i] + row[i + 1:i + 2]
+            for other in (r - 1, r + 1):
+                if 0 <= other < len(KEY_ROWS):
+                    near += KEY_ROWS[other][max(0, i - 1):i + 1]
+            return near
+    return ""

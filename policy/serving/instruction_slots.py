@@ -38,7 +38,7 @@ import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
-from hardware.sim.vocabulary import ARM, COLOURS, NOUNS, SIZE
+from hardware.sim.vocabulary import ARM, COLOURS, NOUNS, SIZE, keys_near
 
 # -- the lexicon ----------------------------------------------------------------------------------
 # Colour families beyond the sim's; a word maps to one canonical colour.
@@ -124,23 +124,6 @@ def english_words() -> frozenset[str]:
         return frozenset()
 
 
-_KEY_ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
-
-
-@functools.lru_cache(maxsize=64)
-def _keys_near(c: str) -> str:
-    """c's neighbours on a QWERTY keyboard (the row, and the rows above and below)."""
-    for r, row in enumerate(_KEY_ROWS):
-        if c in row:
-            i = row.index(c)
-            near = row[max(0, i - 1):i] + row[i + 1:i + 2]
-            for other in (r - 1, r + 1):
-                if 0 <= other < len(_KEY_ROWS):
-                    near += _KEY_ROWS[other][max(0, i - 1):i + 1]
-            return near
-    return ""
-
-
 def one_edit(typed: str, word: str) -> bool:
     """`typed` is `word` with one slip of the fingers: two neighbouring letters swapped, one
     letter dropped or added, or one letter replaced by a key next to it ("yelow", "blakc",
@@ -151,7 +134,7 @@ def one_edit(typed: str, word: str) -> bool:
     if len(a) == len(b):
         diff = [i for i in range(len(a)) if a[i] != b[i]]
         if len(diff) == 1:
-            return a[diff[0]] in _keys_near(b[diff[0]])
+            return a[diff[0]] in keys_near(b[diff[0]])
         return (len(diff) == 2 and diff[1] == diff[0] + 1
                 and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]])
     short, long_ = (a, b) if len(a) < len(b) else (b, a)
