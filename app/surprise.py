@@ -50,6 +50,7 @@ class SurpriseMonitor:
         self._history: deque[tuple[int, float, str]] = deque(maxlen=history)
         self._listeners: list[SurpriseListener] = []
         self._run_length = 0
+        self._asking = False                 # the thread holds a chunk it has not had answered yet
         self.thresholds: dict[str, float] = {}
         self.hold_reason: str = ""
         self.held_at: float | None = None    # time.monotonic() of the auto-hold
@@ -76,16 +77,34 @@ class SurpriseMonitor:
         self._listeners.append(fn)
 
     def reset(self) -> None:
-        """A new rollout (START): forget the streak and the previous hold's reason."""
+        """A new rollout (START): forget the streak, the previous hold's reason and the frames
+        kept for chunks (a caller whose controller restarts its tick count needs that)."""
+        self._forget_streak()
+        with self._lock:
+            if self._frames is not None:
+                self._frames.clear()
+
+    def _forget_streak(self) -> None:
         with self._lock:
             self._run_length, self.hold_reason, self.held_at = 0, "", None
+
+    def wait_idle(self, timeout_s: float = 30.0) -> bool:
+        """Block until every completed chunk has had its answer (an evaluation on a simulated
+        clock waits here, as it waits for infer); False if still busy after timeout_s."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._ready and not self._asking:
+                    return True
+            time.sleep(0.002)
+        return False
 
     # -- controller listeners (cheap) ------------------------------------------------------
     def on_chunk(self, record) -> None:
         """Request thread. A chunk entering the queue after an auto-hold means the operator
         started again (PAUSE drops replies in flight): the streak starts afresh."""
         if self.held_at is not None:
-            self.reset()
+            self._forget_streak()
             with self._lock:
                 self._ready.clear()         # chunks from before the hold
         if self._frames is not None:
@@ -120,9 +139,14 @@ class SurpriseMonitor:
             while not self._stop.is_set():
                 with self._lock:
                     seen = self._ready.popleft() if self._ready else None
+                    self._asking = seen is not None
                 if seen is None:
                     break
-                self._ask(seen)
+                try:
+                    self._ask(seen)
+                finally:
+                    with self._lock:
+                        self._asking = False
 
     def _ask(self, seen: SeenFrames) -> None:
         try:

@@ -20,7 +20,7 @@ import numpy as np
 from hardware.aloha import CAMERA_NAMES, SIDES, joint_names  # noqa: F401  (re-exported: sim users read them here)
 from hardware.aloha import both_arms as _both
 from hardware.arm import RobotSpec
-from hardware.sim.tasks import DEFAULT_TASK, SCENES, TASKS, Layout, Task
+from hardware.sim.tasks import DEFAULT_TASK, SCENES, TASKS, Layout, Task, object_pos, object_yaw, set_object_pose
 
 SCENE_XML = Path(__file__).resolve().parents[2] / "assets" / "sim" / "aloha_tabletop.xml"
 from hardware.sim.ik import ARM_JOINTS
@@ -53,7 +53,7 @@ class SimConfig:
     control_hz: float = 10.0
     width: int = 320
     height: int = 240
-    object_jitter: float = 1.0     # scales the classic layouts' randomisation (0 = fixed layout)
+    object_jitter: float = 1.0     # scales classic layouts' randomisation (0 = fixed), varied scenes' task regions
     # "classic": a few cm of jitter around fixed slots (what assets/checkpoints/sim-tiny was
     # trained on; the default until a policy is retrained on varied scenes). "varied": objects
     # anywhere in table regions, random block yaw, distractors (hardware/sim/scenes.py);
@@ -136,6 +136,14 @@ class SimEnv:
     def advance(self, nstep: int) -> None:
         """Run nstep physics substeps toward the current target (SimRobot splits a tick)."""
         mujoco.mj_step(self.model, self.data, nstep=nstep)
+
+    def push_object(self, name: str, dx: float, dy: float) -> None:
+        """Move object `name` by (dx, dy) metres on the table, keeping its yaw: the disturbance an
+        evaluation of the monitors induces (someone moves the block while the policy runs)."""
+        p = object_pos(self.model, self.data, name)
+        set_object_pose(self.model, self.data, name, float(p[0] + dx), float(p[1] + dy),
+                        object_yaw(self.model, self.data, name))
+        mujoco.mj_forward(self.model, self.data)
 
     def state(self) -> np.ndarray:
         """Measured joints, (14,) float32, grippers 0..1."""

@@ -192,6 +192,12 @@ class SimRobot:
             self._target = self.env.target.copy()
             self._snapshot()
 
+    def push_object(self, name: str, dx: float, dy: float) -> None:
+        """Thread-safe SimEnv.push_object: someone moves an object while the robot works."""
+        with self._lock:
+            self.env.push_object(name, dx, dy)
+            self._snapshot()
+
     def success(self) -> bool:
         with self._lock:
             return self.env.success()

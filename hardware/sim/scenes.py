@@ -51,6 +51,15 @@ class Region:
     def sample(self, rng: np.random.Generator) -> tuple[float, float]:
         return (float(rng.uniform(*self.x)), float(rng.uniform(*self.y)))
 
+    def scaled(self, factor: float, within: "Region") -> "Region":
+        """This rectangle grown (or shrunk) by `factor` about its centre, clipped to `within`."""
+        if factor == 1.0:
+            return self
+        cx, cy = (self.x[0] + self.x[1]) / 2, (self.y[0] + self.y[1]) / 2
+        hx, hy = factor * self.size[0] / 2, factor * self.size[1] / 2
+        return Region((max(within.x[0], cx - hx), min(within.x[1], cx + hx)),
+                      (max(within.y[0], cy - hy), min(within.y[1], cy + hy)))
+
 
 # The right arm's base is at x = +0.3, the left arm's at x = -0.3 (both at y = 0, facing +y).
 RIGHT_BLOCKS = Region((-0.04, 0.24), (0.17, 0.33))     # 28 x 16 cm
@@ -109,12 +118,15 @@ def spacing_ok(layout: Layout) -> bool:
     return True
 
 
-def varied_layout(spec: SceneSpec, rng: np.random.Generator, tries: int = 200, restarts: int = 100) -> Layout:
-    """Draw one varied scene; deterministic given the generator's state."""
+def varied_layout(spec: SceneSpec, rng: np.random.Generator, tries: int = 200, restarts: int = 100,
+                  spread: float = 1.0) -> Layout:
+    """Draw one varied scene; deterministic given the generator's state. spread scales the task
+    objects' regions about their centres (1.5: places no demonstration showed, an evaluation of
+    generalisation; the same draws as 1.0 otherwise)."""
     for _ in range(restarts):
         k = int(rng.integers(spec.extra[0], spec.extra[1] + 1))
         picked = [spec.pool[i] for i in rng.permutation(len(spec.pool))[:k]]
-        todo = [(p.name, p.region, p.yaw) for p in spec.placements]
+        todo = [(p.name, p.region.scaled(spread, TABLE), p.yaw) for p in spec.placements]
         todo += [(name, TABLE, _yaw_range(name)) for name in (*spec.distractors, *picked)]
         layout: Layout = {}
         for name, region, yaw_range in todo:

@@ -52,13 +52,14 @@ class Task:
         return self.instructions[0]
 
     def scene_layout(self, rng: np.random.Generator, jitter: float = 1.0, scenes: str = "classic") -> Layout:
-        """Where the objects go. jitter scales the classic layout's randomisation only."""
+        """Where the objects go. jitter scales the classic layout's randomisation, and a varied
+        scene's task-object regions about their centres (1.5: beyond the demonstrations' range)."""
         if scenes == "classic":
             return self.layout(rng, jitter)
         if scenes == "varied":
             if self.varied is None:
                 raise ValueError(f"task '{self.name}' has no varied scenes")
-            return sc.varied_layout(self.varied, rng)
+            return sc.varied_layout(self.varied, rng, spread=jitter)
         raise ValueError(f"unknown scenes '{scenes}'; choose one of: {', '.join(SCENES)}")
 
     def place_objects(self, model: mujoco.MjModel, data: mujoco.MjData,

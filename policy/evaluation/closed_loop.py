@@ -170,9 +170,12 @@ class _EnvCamera(Camera):
 def run_sim_clock_episode(env: SimEnv, client: PolicyClient, task: str, seed: int, instruction: str,
                           latency: LatencyModel, config: ControllerConfig | None = None,
                           safety: SafetyConfig | None = None, max_steps: int | None = None,
-                          chunk_listener=None) -> EpisodeOutcome:
+                          chunk_listener=None, tick_listener=None, before_tick=None,
+                          after_tick=None) -> EpisodeOutcome:
     """One episode of the console's control core on a simulated clock (see the module docstring).
-    chunk_listener(ChunkRecord), if given, sees every chunk that entered the queue."""
+    chunk_listener(ChunkRecord) sees every chunk that entered the queue and tick_listener(TickRecord)
+    every tick, as the console's listeners do; before_tick(tick) runs before the world steps
+    (a perturbation), after_tick(tick) after it (a monitor the world waits for)."""
     env.reset(task=task, seed=seed)
     cams = EnvCameras(env)
     cams.capture()
@@ -190,13 +193,19 @@ def run_sim_clock_episode(env: SimEnv, client: PolicyClient, task: str, seed: in
     controller.add_chunk_listener(lambda record: chunks.append(record.latency_ms))
     if chunk_listener is not None:
         controller.add_chunk_listener(chunk_listener)
+    if tick_listener is not None:
+        controller.add_tick_listener(tick_listener)
     tick = 0
     while controller.status().mode == Mode.POLICY:
         now = tick * period
         link.advance(now)
         controller.step(now)
+        if before_tick is not None:
+            before_tick(tick)
         env.step(arm.arm.target)          # the target SafeArm let through (or its hold)
         cams.capture()
+        if after_tick is not None:
+            after_tick(tick)
         tick += 1
     status = controller.status()
     return EpisodeOutcome(task, seed, instruction, status.outcome == "succeeded", tick, status.chunk_count,

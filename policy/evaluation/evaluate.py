@@ -303,7 +303,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "1.5: positions up to 1.5x further from the centres, a generalisation test)")
     p.add_argument("--scenes", choices=list(SCENES), default=SimConfig.scenes,
                    help="varied: objects anywhere in table regions, random yaw, distractors; classic: a few "
-                        "cm around fixed slots (--object-jitter scales classic only)")
+                        "cm around fixed slots (--object-jitter scales both: classic slots' jitter, varied task-object regions)")
     p.add_argument("--videos", type=int, default=1, help="rollout videos per task and variant (0: none)")
     p.add_argument("--videos-dir", default="eval_videos")
     p.add_argument("--camera-width", type=int, default=320)

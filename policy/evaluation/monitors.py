@@ -1,19 +1,27 @@
 """Does the console know when the policy is lost? Episodes with induced failures beside ordinary ones.
 
-    python -m policy.evaluation.monitors --checkpoint assets/checkpoints/sim-tiny --episodes-per-task 2
-    python -m policy.evaluation.monitors --checkpoint DIR --calibrate      # thresholds -> DIR/monitors.json
+    python -m policy.evaluation.monitors --checkpoint assets/checkpoints/sim-tiny --episodes-per-task 5
+    python -m policy.evaluation.monitors --checkpoint DIR --clock real       # wall clock, slower
+    python -m policy.evaluation.monitors --checkpoint DIR --calibrate        # thresholds -> DIR/monitors.json
 
 A policy server child serves the checkpoint (as the console's does); for every task and held-out
 seed the same episode is run in each condition:
   ordinary    one of the task's phrasings, the training layout range
   unfamiliar  a skill the policy was never taught (assets/instructions/untaught.json, kind "action")
-  layout      objects up to 1.5x further from their centres than any demonstration
-  moved       the task's first object is moved 6-8 cm while the policy runs (chunk 2, tick 2)
-Each chunk's imagination surprise is asked for with the frames the cameras delivered at its
-imagined steps (policy.wire.surprise), exactly as the console does; an episode scores its largest
-chunk surprise. Familiarity is scored as policy.evaluation.familiarity does (held-out phrasings
-of the taught tasks vs assets/instructions/untaught.json, the whole console rule). Prints a table, and on its last line JSON with surprise_auroc (induced vs ordinary
-episodes), familiarity_known_above, familiarity_unknown_below and the per-condition numbers.
+  layout      objects up to 1.5x further from their centres than any demonstration (classic scenes)
+  moved       the task's first object is pushed 8.6 cm while the policy runs (1.2 s in)
+Episodes run through the console's control core (app/control: Controller, ActionQueue, SafeArm;
+policy.evaluation.closed_loop) with the console's own SurpriseMonitor (app/surprise.py) listening
+to its chunks and ticks and asking the server, as in the console:
+  --clock sim   (default) a simulated clock with the live latency (--latency-ms, from bench_live);
+                the world also waits for each surprise answer, so none is skipped
+  --clock real  the wall clock, SimRobot threads, the server at the console's niceness
+An episode's score is its largest chunk surprise among chunks observed in its first 5 s
+(--window-s). Familiarity is scored as policy.evaluation.familiarity does (held-out phrasings
+of the taught tasks vs assets/instructions/untaught.json, the whole console rule). Prints a
+table, and on its last line JSON with surprise_auroc (failed vs succeeded episodes, by the
+first-5-s score), surprise_auroc_induced (induced vs ordinary), familiarity_known_above,
+familiarity_unknown_below and the per-condition numbers.
 --calibrate picks the familiarity threshold (policy.evaluation.familiarity) and the surprise thresholds
 from ordinary episodes (surprised: their 99th percentile chunk, lost: 2x that) and writes them to
 the checkpoint's monitors.json, which the runner reads at load.
@@ -34,6 +42,8 @@ import numpy as np  # noqa: E402
 REPO = Path(__file__).resolve().parents[2]
 CONDITIONS = ("ordinary", "unfamiliar", "layout", "moved")
 MOVE = (0.07, -0.05)                  # metres an object is pushed in the "moved" condition
+MOVE_TICK = 12                        # ... 1.2 s into the episode, while its second chunk runs
+LAYOUT_JITTER = 1.5
 
 
 @dataclass
@@ -44,12 +54,16 @@ class MonitoredEpisode:
     instruction: str
     success: bool
     steps: int
-    surprise: list[float] = field(default_factory=list)     # per chunk (NaN where none came back)
+    surprise: list[float] = field(default_factory=list)     # per chunk answered, in chunk order
+    surprise_ticks: list[int] = field(default_factory=list)  # each one's observation tick (from the start)
+    chunk_ticks: list[int] = field(default_factory=list)     # every chunk's observation tick, answered or not
     familiarity: float = float("nan")
+    window_ticks: int = 50                                    # first 5 s at 10 Hz
 
     @property
     def score(self) -> float:
-        finite = [s for s in self.surprise if np.isfinite(s)]
+        """The largest surprise of a chunk observed in the episode's first window_ticks ticks."""
+        finite = [s for s, t in zip(self.surprise, self.surprise_ticks) if np.isfinite(s) and t < self.window_ticks]
         return max(finite) if finite else float("nan")
 
 
@@ -64,6 +78,8 @@ def auroc(positive: list[float], negative: list[float]) -> float:
 
 
 def roc_curve(positive: list[float], negative: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    positive = [p for p in positive if np.isfinite(p)]
+    negative = [n for n in negative if np.isfinite(n)]
     scores = np.concatenate([positive, negative])
     labels = np.concatenate([np.ones(len(positive)), np.zeros(len(negative))])
     order = np.argsort(-scores)
@@ -97,52 +113,108 @@ def untaught_skills() -> list[str]:
 
 # -- episodes -----------------------------------------------------------------------------
 
-def run_monitored_episode(env, client, task: str, seed: int, condition: str, instruction: str,
-                          execute: int = 16, max_steps: int | None = None) -> MonitoredEpisode:
-    from hardware.sim.tasks import object_pos, set_object_pose
-    from policy.evaluation.rollout import safe_env_arm
-    from policy.wire.client import PolicyServerError
-    from policy.wire.surprise import ImaginedFrames
-    from policy.wire.types import Observation
+class MonitoredRuns:
+    """Monitored episodes through the console's control core on the chosen clock, the console's
+    SurpriseMonitor listening to the controller's chunks and ticks (as app/stack.py wires it)."""
 
-    env.config.object_jitter = 1.5 if condition == "layout" else 1.0
-    env.reset(task=task, seed=seed)
-    arm = safe_env_arm(env)
-    frames = ImaginedFrames.for_policy(client.metadata or client.hello())
-    out = MonitoredEpisode(task, seed, condition, instruction, False, 0)
-    limit = env.task.max_steps if max_steps is None else min(max_steps, env.task.max_steps)
-    chunk_index = 0
-    while out.steps < limit and not out.success:
-        images = env.render()
-        chunk = client.infer(Observation(images=images, state=env.state(), instruction=instruction))
-        if frames is not None:
-            frames.open(chunk.chunk_id, out.steps)
-        done = []
-        for j, action in enumerate(chunk.actions[:execute]):
-            if condition == "moved" and chunk_index == 1 and j == 1:
-                name = env.task.objects[0]
-                p = object_pos(env.model, env.data, name)
-                set_object_pose(env.model, env.data, name, p[0] + MOVE[0], p[1] + MOVE[1])
-            env.step(arm.command(action).astype(np.float32))
-            out.steps += 1
-            if frames is not None:
-                done += frames.add(out.steps, env.render())
-            out.success = env.success()
-            if out.success or out.steps >= limit:
-                break
-        for seen in done:        # the console sends these from its preview thread; here the sim waits
-            try:
-                out.surprise.append(float(client.surprise(seen.chunk_id, seen.steps, seen.frames)["surprise"]))
-            except PolicyServerError:
-                out.surprise.append(float("nan"))
-        chunk_index += 1
-    return out
+    def __init__(self, client, args, first_task: str):
+        from app.control.controller import Controller, ControllerConfig
+        from app.surprise import SurpriseMonitor
+        from hardware.sim.env import SimConfig, SimEnv
+        from policy.evaluation.closed_loop import LatencyModel
+
+        self.client, self.args = client, args
+        self.monitor = SurpriseMonitor(client, client.metadata or client.hello())   # auto-hold off, as by default
+        if not self.monitor.enabled:
+            raise SystemExit(f"{args.checkpoint} imagines no future (future_frames 0): there is no surprise to measure")
+        self.monitor.add_listener(self._on_surprise)
+        self.monitor.start()
+        self.window_ticks = int(round(args.window_s * 10.0))
+        self._answers: dict[int, float] = {}
+        self._starts: dict[int, int] = {}
+        self._first_tick = 0
+        self._push: tuple[str, int] | None = None            # (object, tick) of the pending disturbance
+        sim = SimConfig(task=first_task, scenes=args.scenes)
+        self.config = ControllerConfig(merge=args.merge)
+        self.env = self.robot = self.controller = None
+        if args.clock == "real":
+            from hardware.safety import SafeArm, SafetyConfig
+            from hardware.sim.robot import SimRobot
+            self.robot = SimRobot(sim, camera_fps=30)
+            self.robot.start()
+            self.controller = Controller(SafeArm(self.robot.arm, SafetyConfig()), dict(self.robot.cameras), client,
+                                         self.config)
+            self.controller.add_chunk_listener(self._on_chunk)
+            self.controller.add_tick_listener(self._on_tick)
+            self.controller.start()
+        else:
+            self.env = SimEnv(sim)
+            self.latency = LatencyModel.parse(args.latency_ms)
+
+    # listeners: the control core's threads (real clock) or this one (sim clock)
+    def _on_chunk(self, record) -> None:
+        self._starts[int(record.chunk_id)] = int(record.start_tick) - self._first_tick
+        self.monitor.on_chunk(record)
+
+    def _on_tick(self, record) -> None:
+        self.monitor.on_tick(record)
+        if self._push is not None and record.tick - self._first_tick >= self._push[1]:
+            name, self._push = self._push[0], None
+            self.robot.push_object(name, *MOVE)
+
+    def _on_surprise(self, chunk_id: int, value: float, state: str) -> None:
+        self._answers[chunk_id] = value
+
+    def run(self, task: str, seed: int, condition: str, instruction: str) -> MonitoredEpisode:
+        from hardware.sim.tasks import TASKS
+        self.monitor.reset()
+        self._answers.clear()
+        self._starts.clear()
+        jitter = LAYOUT_JITTER if condition == "layout" else 1.0
+        pushed = TASKS[task].objects[0] if condition == "moved" else None
+        if self.robot is not None:
+            from app.control.episode import run_rollout
+            self.robot.env.config.object_jitter = jitter            # read by the reset, under the robot's lock
+            self._first_tick = self.controller.status().tick
+            self._push = (pushed, MOVE_TICK) if pushed else None
+            r = run_rollout(self.controller, self.robot, task, seed, instruction, max_steps=self.args.max_steps)
+            self._push = None
+            success, steps = r.success, r.ticks
+        else:
+            from policy.evaluation.closed_loop import run_sim_clock_episode
+            env = self.env
+            env.config.object_jitter = jitter
+            self._first_tick = 0
+
+            def before_tick(tick: int) -> None:
+                if pushed and tick == MOVE_TICK:
+                    env.push_object(pushed, *MOVE)
+
+            out = run_sim_clock_episode(env, self.client, task, seed, instruction, self.latency, self.config,
+                                        max_steps=self.args.max_steps, chunk_listener=self._on_chunk,
+                                        tick_listener=self.monitor.on_tick, before_tick=before_tick,
+                                        after_tick=lambda tick: self.monitor.wait_idle())
+            success, steps = out.success, out.steps
+        self.monitor.wait_idle(timeout_s=30.0)                  # the last answers in flight
+        chunks = sorted(self._answers)
+        return MonitoredEpisode(task, seed, condition, instruction, success, steps,
+                                surprise=[self._answers[c] for c in chunks],
+                                surprise_ticks=[self._starts.get(c, -1) for c in chunks],
+                                chunk_ticks=sorted(self._starts.values()),
+                                window_ticks=self.window_ticks)
+
+    def close(self) -> None:
+        self.monitor.close()
+        if self.controller is not None:
+            self.controller.close()
+        for part in (self.robot, self.env):
+            if part is not None:
+                part.close()
 
 
 def run(args, console) -> tuple[list[MonitoredEpisode], dict[str, list[dict]]]:
     from rich.progress import Progress
 
-    from hardware.sim.env import SimConfig, SimEnv
     from hardware.sim.tasks import TASKS
     from policy.evaluation.evaluate import eval_seeds
     from policy.evaluation.rollout import instruction_for
@@ -153,14 +225,15 @@ def run(args, console) -> tuple[list[MonitoredEpisode], dict[str, list[dict]]]:
     conditions = args.conditions.split(",")
     untaught = untaught_skills()
     server = ServerProcess(["--checkpoint", args.checkpoint, "--bind", "tcp://127.0.0.1:0", "--log-level", "WARNING"],
-                           env={**os.environ, "OMP_NUM_THREADS": "1"}, ready_timeout_s=300)
+                           env={**os.environ, "OMP_NUM_THREADS": "1"}, ready_timeout_s=300,
+                           nice=args.server_nice if args.clock == "real" else 0)
     address = server.start()
     episodes: list[MonitoredEpisode] = []
     try:
         client = PolicyClient(address, timeout_s=60)
         client.hello()
         scored = familiarity_scores(client, args.checkpoint)
-        env = SimEnv(SimConfig(task=tasks[0]))
+        runs = MonitoredRuns(client, args, tasks[0])
         try:
             with Progress(console=console, transient=True) as progress:
                 bar = progress.add_task("episodes", total=len(tasks) * len(conditions) * args.episodes_per_task)
@@ -169,13 +242,12 @@ def run(args, console) -> tuple[list[MonitoredEpisode], dict[str, list[dict]]]:
                         for condition in conditions:
                             instruction = (untaught[(i + tasks.index(task)) % len(untaught)] if condition == "unfamiliar"
                                            else instruction_for(task, seed))
-                            ep = run_monitored_episode(env, client, task, seed, condition, instruction,
-                                                       max_steps=args.max_steps)
+                            ep = runs.run(task, seed, condition, instruction)
                             ep.familiarity = float(client.familiarity(instruction)["cosine"])
                             episodes.append(ep)
                             progress.update(bar, advance=1, description=f"{task} {condition}")
         finally:
-            env.close()
+            runs.close()
             client.close()
     finally:
         server.stop()
@@ -186,22 +258,26 @@ def summarise(episodes: list[MonitoredEpisode], scored: dict[str, list[dict]], t
     by = {c: [e for e in episodes if e.condition == c] for c in CONDITIONS}
     ordinary = [e.score for e in by["ordinary"]]
     induced = [e.score for c in ("layout", "moved", "unfamiliar") for e in by[c]]
+    failed, succeeded = [e for e in episodes if not e.success], [e for e in episodes if e.success]
     ordinary_chunks = [s for e in by["ordinary"] for s in e.surprise if np.isfinite(s)]
     from policy.evaluation.familiarity import summarise as familiarity_summary
     fam = familiarity_summary(scored, threshold)
     return {
-        "surprise_auroc": round(auroc(induced, ordinary), 4),
+        "surprise_auroc": round(auroc([e.score for e in failed], [e.score for e in succeeded]), 4),
+        "failures": len(failed), "successes": len(succeeded),
+        "unscored_episodes": sum(not np.isfinite(e.score) for e in episodes),
+        "surprise_auroc_induced": round(auroc(induced, ordinary), 4),
         "surprise_auroc_by_condition": {c: round(auroc([e.score for e in by[c]], ordinary), 4)
                                         for c in ("layout", "moved", "unfamiliar") if by[c]},
-        "surprise_auroc_failed_vs_succeeded": round(auroc([e.score for e in episodes if not e.success],
-                                                          [e.score for e in episodes if e.success]), 4),
         "familiarity_known_above": fam["known_above"],
         "familiarity_unknown_below": fam["unknown_below"],
         "familiarity": fam,
         "ordinary_chunk_surprise_p50": round(float(np.percentile(ordinary_chunks, 50)), 4) if ordinary_chunks else None,
         "ordinary_chunk_surprise_p95": round(float(np.percentile(ordinary_chunks, 95)), 4) if ordinary_chunks else None,
         "conditions": {c: {"episodes": len(eps), "success": round(float(np.mean([e.success for e in eps])), 4),
-                           "surprise_max_median": round(float(np.nanmedian([e.score for e in eps])), 4),
+                           "surprise_max_median": round(float(np.nanmedian([e.score for e in eps])), 4)
+                           if any(np.isfinite(e.score) for e in eps) else None,
+                           "chunks_scored": int(np.mean([len(e.surprise) for e in eps])),
                            "familiarity_median": round(float(np.nanmedian([e.familiarity for e in eps])), 4)}
                        for c, eps in by.items() if eps},
     }
@@ -210,17 +286,21 @@ def summarise(episodes: list[MonitoredEpisode], scored: dict[str, list[dict]], t
 def print_table(summary: dict, console) -> None:
     from rich.table import Table
     table = Table(title="monitors: induced failures vs ordinary episodes")
-    for col in ("condition", "episodes", "success", "max surprise (median)", "familiarity (median)", "AUROC vs ordinary"):
+    for col in ("condition", "episodes", "success", "chunks scored", "first-5-s max surprise (median)",
+                "familiarity (median)", "AUROC vs ordinary"):
         table.add_column(col, justify="right")
     for c, s in summary["conditions"].items():
-        table.add_row(c, str(s["episodes"]), f"{s['success']:.0%}", f"{s['surprise_max_median']:.3f}",
+        surprise = "-" if s["surprise_max_median"] is None else f"{s['surprise_max_median']:.3f}"
+        table.add_row(c, str(s["episodes"]), f"{s['success']:.0%}", str(s["chunks_scored"]), surprise,
                       f"{s['familiarity_median']:.3f}", f"{summary['surprise_auroc_by_condition'].get(c, float('nan')):.2f}")
     console.print(table)
     f = summary["familiarity"]
     console.print(f"familiarity threshold {f['threshold']:.3f} + slot and scene tests: {f['known_above']:.0%} of "
                   f"{f['n_known']} held-out phrasings familiar, {f['unknown_below']:.0%} of {f['n_unknown']} untaught "
                   f"flagged; misses: {[m['text'] for m in f['known']['misses'] + f['unknown']['misses']]}")
-    console.print(f"surprise AUROC (induced vs ordinary episodes): {summary['surprise_auroc']:.3f}")
+    console.print(f"surprise AUROC, failed ({summary['failures']}) vs succeeded ({summary['successes']}) episodes by "
+                  f"their first-5-s surprise: {summary['surprise_auroc']:.3f}; induced vs ordinary: "
+                  f"{summary['surprise_auroc_induced']:.3f}")
 
 
 def plot_roc(episodes: list[MonitoredEpisode], path: Path) -> None:
@@ -229,15 +309,19 @@ def plot_roc(episodes: list[MonitoredEpisode], path: Path) -> None:
     import matplotlib.pyplot as plt
     ordinary = [e.score for e in episodes if e.condition == "ordinary"]
     fig, ax = plt.subplots(figsize=(4, 4))
+    failed, succeeded = [e.score for e in episodes if not e.success], [e.score for e in episodes if e.success]
+    if failed and succeeded:
+        fpr, tpr = roc_curve(failed, succeeded)
+        ax.plot(fpr, tpr, "k", lw=2, label=f"failed vs succeeded (AUROC {auroc(failed, succeeded):.2f})")
     for c in ("layout", "moved", "unfamiliar"):
         pos = [e.score for e in episodes if e.condition == c]
         if pos:
             fpr, tpr = roc_curve(pos, ordinary)
             ax.plot(fpr, tpr, label=f"{c} (AUROC {auroc(pos, ordinary):.2f})")
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
-    ax.set_xlabel("false positive rate (ordinary episodes)")
+    ax.set_xlabel("false positive rate (successes / ordinary episodes)")
     ax.set_ylabel("true positive rate")
-    ax.set_title("episode max imagination surprise", fontsize=9)
+    ax.set_title("largest imagination surprise in an episode's first 5 s", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -254,6 +338,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--tasks", default="all")
     p.add_argument("--conditions", default=",".join(CONDITIONS))
     p.add_argument("--max-steps", type=int, default=None, help="cap every episode at this many ticks")
+    p.add_argument("--clock", choices=["sim", "real"], default="sim",
+                   help="sim: the control core on a simulated clock with --latency-ms; real: the wall clock "
+                        "(policy.evaluation.closed_loop)")
+    p.add_argument("--latency-ms", default="200,350",
+                   help="--clock sim: observation -> chunk latency P50[,P95] ms, e.g. what app.tools.bench_live measured")
+    p.add_argument("--merge", choices=["replace", "blend", "rtc"], default="replace")
+    p.add_argument("--scenes", choices=["classic", "varied"], default=None,
+                   help="default: the simulator's default scenes (hardware.sim.env.SimConfig)")
+    p.add_argument("--window-s", type=float, default=5.0,
+                   help="an episode is scored by the chunks observed in its first this-many seconds")
+    p.add_argument("--server-nice", type=int, default=10, help="--clock real: the server's niceness (run_demo's)")
     p.add_argument("--calibrate", action="store_true", help="write the chosen thresholds to CHECKPOINT/monitors.json")
     p.add_argument("--roc-png", default=None, help="write the ROC curves here")
     p.add_argument("--json-out", default=None)
@@ -266,6 +361,9 @@ def main(argv=None) -> dict:
     from policy.serving.monitors import MONITORS_FILE, MonitorThresholds
 
     args = parse_args(argv)
+    if args.scenes is None:
+        from hardware.sim.env import SimConfig
+        args.scenes = SimConfig.scenes
     console = Console(stderr=True)
     episodes, scored = run(args, console)
     thresholds = MonitorThresholds.load(args.checkpoint)
@@ -278,13 +376,15 @@ def main(argv=None) -> dict:
             thresholds.lost = round(2 * thresholds.surprised, 3)
     summary = summarise(episodes, scored, thresholds.familiarity)
     summary["thresholds"] = thresholds.to_dict()
+    summary.update(clock=args.clock, latency_ms=args.latency_ms if args.clock == "sim" else None,
+                   scenes=args.scenes, merge=args.merge, window_s=args.window_s)
     if args.calibrate:
         out = Path(args.checkpoint) / MONITORS_FILE
         out.write_text(json.dumps({"thresholds": thresholds.to_dict(), "calibration": {
-            k: summary[k] for k in ("familiarity", "surprise_auroc", "ordinary_chunk_surprise_p50",
-                                    "ordinary_chunk_surprise_p95")},
+            k: summary[k] for k in ("familiarity", "surprise_auroc", "surprise_auroc_induced",
+                                    "ordinary_chunk_surprise_p50", "ordinary_chunk_surprise_p95", "clock")},
             "written_by": "python -m policy.evaluation.monitors --calibrate "
-                          f"--episodes-per-task {args.episodes_per_task}"}, indent=2) + "\n")
+                          f"--episodes-per-task {args.episodes_per_task} --clock {args.clock}"}, indent=2) + "\n")
         console.print(f"thresholds {thresholds.to_dict()} written to {out}")
     print_table(summary, console)
     if args.roc_png:

@@ -12,14 +12,19 @@ the future in groups of 4 frames at 2-tick spacing, so it needs 8 frames per chu
 request ever carries.
 
     frames = ImaginedFrames.for_policy(metadata)
-    frames.open(chunk.chunk_id, obs_tick)        # when a chunk's observation is taken
+    frames.open(chunk.chunk_id, obs_tick)        # when the chunk arrives (its observation tick)
     for done in frames.add(tick, images):        # every control tick, after the cameras are read
         client.surprise(done.chunk_id, done.steps, done.frames)   # off the control thread
+
+A chunk arrives one to a few ticks after its observation (the request's latency), by which time
+its first imagined steps have passed: `add` keeps copies of the last `lookback` ticks' frames
+and `open` takes the steps already past from them. Without that, every chunk slower than one
+stride (200 ms at 10 Hz, stride 2) never completed and had no surprise at all.
 No torch, no zmq.
 """
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,11 +43,13 @@ class SeenFrames:
 class ImaginedFrames:
     """Frames at the imagined steps of the last few chunks; `add` hands back chunks whose steps are all in."""
 
-    def __init__(self, stride: int, count: int, max_open: int = 4):
+    def __init__(self, stride: int, count: int, max_open: int = 4, lookback: int | None = None):
         if stride < 1 or count < 1:
             raise ValueError(f"ImaginedFrames needs stride >= 1 and count >= 1, got {stride}, {count}")
         self.stride, self.count, self.max_open = stride, count, max_open
+        self.lookback = stride * count // 2 if lookback is None else lookback   # ticks a chunk may arrive late
         self._open: OrderedDict[int, SeenFrames] = OrderedDict()
+        self._recent: deque[tuple[int, dict[str, np.ndarray]]] = deque(maxlen=max(0, self.lookback))
 
     @classmethod
     def for_policy(cls, metadata: PolicyMetadata, max_open: int = 4) -> "ImaginedFrames | None":
@@ -56,26 +63,38 @@ class ImaginedFrames:
         return [self.stride * (k + 1) for k in range(self.count)]
 
     def open(self, chunk_id: int, obs_tick: int) -> None:
-        self._open[int(chunk_id)] = SeenFrames(int(chunk_id), int(obs_tick))
+        """A chunk whose observation was taken at obs_tick; steps already past come from the
+        recent frames (a chunk older than `lookback` ticks cannot complete and is dropped at its end)."""
+        seen = SeenFrames(int(chunk_id), int(obs_tick))
+        self._open[seen.chunk_id] = seen
+        for tick, images in self._recent:
+            self._take(seen, tick, images, copy=False)       # already copies
         while len(self._open) > self.max_open:
             self._open.popitem(last=False)
 
     def add(self, tick: int, images: dict[str, np.ndarray]) -> list[SeenFrames]:
         """Frames read at `tick`; -> the chunks completed by them (removed from the open set)."""
+        if self._recent.maxlen:
+            images = {name: np.array(image) for name, image in images.items()}   # cameras may reuse buffers
+            self._recent.append((int(tick), images))
         done = []
         for chunk_id, seen in list(self._open.items()):
-            step = tick - seen.obs_tick
-            complete = not seen.frames or set(images) >= set(seen.frames)   # a camera that failed: skip the step
-            if step > 0 and step % self.stride == 0 and step // self.stride <= self.count \
-                    and step not in seen.steps and complete:
-                seen.steps.append(step)
-                for name, image in images.items():     # a copy: cameras may reuse their buffers
-                    seen.frames.setdefault(name, []).append(np.array(image))
-            if step >= self.stride * self.count:
+            self._take(seen, tick, images, copy=not self._recent.maxlen)
+            if tick - seen.obs_tick >= self.stride * self.count:
                 del self._open[chunk_id]
                 if len(seen.steps) == self.count:
                     done.append(seen)
         return done
 
+    def _take(self, seen: SeenFrames, tick: int, images: dict[str, np.ndarray], copy: bool) -> None:
+        step = tick - seen.obs_tick
+        complete = not seen.frames or set(images) >= set(seen.frames)   # a camera that failed: skip the step
+        if step > 0 and step % self.stride == 0 and step // self.stride <= self.count \
+                and step not in seen.steps and complete:
+            seen.steps.append(step)
+            for name, image in images.items():
+                seen.frames.setdefault(name, []).append(np.array(image) if copy else image)
+
     def clear(self) -> None:
         self._open.clear()
+        self._recent.clear()

@@ -68,18 +68,6 @@ def test_surprise_over_the_wire(client):
     assert client.infer(obs).actions.shape == (16, 14)
 
 
-def test_imagined_frames_collects_the_imagined_steps():
-    frames = ImaginedFrames(stride=2, count=4)
-    frames.open(7, obs_tick=10)
-    frames.open(8, obs_tick=14)
-    done = []
-    for tick in range(10, 30):
-        done += frames.add(tick, {"head": np.full((2, 2, 3), tick, np.uint8)})
-    assert [d.chunk_id for d in done] == [7, 8]
-    assert done[0].steps == [2, 4, 6, 8] and [int(f[0, 0, 0]) for f in done[0].frames["head"]] == [12, 14, 16, 18]
-    assert done[1].steps == [2, 4, 6, 8] and int(done[1].frames["head"][0][0, 0, 0]) == 16
-
-
 def test_threshold_choice_and_auroc():
     def item(cosine, slot=()):
         return {"cosine": cosine, "slot_reasons": list(slot), "scene_reasons": []}

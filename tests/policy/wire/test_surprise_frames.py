@@ -1,0 +1,54 @@
+"""policy.wire.surprise.ImaginedFrames: the frames at a chunk's imagined steps, also for a chunk
+that arrives after its first imagined steps have passed (the request's latency)."""
+import numpy as np
+
+from policy.wire.surprise import ImaginedFrames
+
+
+def frame(value: int) -> dict[str, np.ndarray]:
+    return {"head": np.full((2, 2, 3), value, np.uint8)}
+
+
+def test_imagined_frames_collects_the_imagined_steps():
+    frames = ImaginedFrames(stride=2, count=4)
+    frames.open(7, obs_tick=10)
+    frames.open(8, obs_tick=14)
+    done = []
+    for tick in range(10, 30):
+        done += frames.add(tick, {"head": np.full((2, 2, 3), tick, np.uint8)})
+    assert [d.chunk_id for d in done] == [7, 8]
+    assert done[0].steps == [2, 4, 6, 8] and [int(f[0, 0, 0]) for f in done[0].frames["head"]] == [12, 14, 16, 18]
+    assert done[1].steps == [2, 4, 6, 8] and int(done[1].frames["head"][0][0, 0, 0]) == 16
+
+
+def test_a_chunk_that_arrives_late_takes_its_past_steps_from_the_recent_frames():
+    frames = ImaginedFrames(stride=2, count=4)          # lookback 4 ticks
+    done = []
+    for tick in range(10, 14):                          # the request is in flight: ticks 11..13 pass
+        done += frames.add(tick, frame(tick))
+    frames.open(5, obs_tick=10)                         # arrives 3 ticks (300 ms) late
+    for tick in range(14, 20):
+        done += frames.add(tick, frame(tick))
+    assert [d.chunk_id for d in done] == [5]
+    assert done[0].steps == [2, 4, 6, 8]
+    assert [int(f[0, 0, 0]) for f in done[0].frames["head"]] == [12, 14, 16, 18]
+
+
+def test_a_chunk_later_than_the_lookback_never_completes():
+    frames = ImaginedFrames(stride=2, count=4, lookback=2)
+    for tick in range(10, 15):
+        frames.add(tick, frame(tick))
+    frames.open(5, obs_tick=10)                         # step 2 (tick 12) is gone
+    done = [d for tick in range(15, 20) for d in frames.add(tick, frame(tick))]
+    assert done == []
+
+
+def test_frames_are_copied_because_cameras_may_reuse_their_buffers():
+    frames = ImaginedFrames(stride=2, count=4)
+    buffer = frame(0)
+    done = []
+    frames.open(1, obs_tick=0)
+    for tick in range(1, 9):
+        buffer["head"][:] = tick                        # the camera writes into the same array
+        done += frames.add(tick, buffer)
+    assert [int(f[0, 0, 0]) for f in done[0].frames["head"]] == [2, 4, 6, 8]
