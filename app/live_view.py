@@ -157,6 +157,8 @@ class LiveFeeds:
             raise ValueError("LiveFeeds needs at least one camera; check the rig configuration")
         self.config = config or LiveViewConfig()
         self._feeds = {name: _CameraFeed(cam, self.config) for name, cam in cameras.items()}
+        self._served = dict.fromkeys(self._feeds, 0)     # frames handed to pages, per camera
+        self._served_lock = threading.Lock()
 
     @property
     def names(self) -> list[str]:
@@ -174,6 +176,16 @@ class LiveFeeds:
         if feed is None:
             return {"camera": name, "error": f"unknown camera '{name}'; this rig has {', '.join(self._feeds)}"}
         try:
-            return feed.next_frame(int(after_seq), bool(depth))
+            reply = feed.next_frame(int(after_seq), bool(depth))
         except CameraError as exc:
             return {"camera": name, "error": str(exc)}
+        if reply.get("jpeg"):
+            with self._served_lock:
+                self._served[name] += 1
+        return reply
+
+    def served(self) -> dict[str, int]:
+        """Frames handed out so far per camera, over all pages (a soak without browser automation
+        reads the page's frame rate here)."""
+        with self._served_lock:
+            return dict(self._served)

@@ -1,13 +1,21 @@
 """Benchmark: a long console session. Does anything grow or drift while the demo runs for an hour?
 
     python -m app.tools.bench_soak --minutes 60 [--interval 60] [--warmup 120] [--plot soak.png]
+    python -m app.tools.bench_soak --minutes 60 --browser playwright     # the page driven over CDP
 
-Starts run_demo's stack in this process with an operator's page open in headless chromium (both
-through app.tools.bench_live.live_stack: policy server child, MuJoCo sim with three cameras,
+Starts run_demo's stack in this process with an operator's page open in headless chromium
+(app.tools.bench_live.live_stack: policy server child, MuJoCo sim with three cameras,
 10 Hz control loop, Gradio console, recording into a temporary dataset), and cycles the policy
 through the tasks on the wall clock (app.control.episode.run_rollout: reset the scene with the
 next held-out seed, the task's canonical instruction, START, until the task check or its time
-limit; next task ...). Every --interval seconds it prints a row:
+limit; next task ...). The page (--browser):
+  plain       (default) `chromium --headless=new URL` started by this process, as an operator's
+              browser: nothing attached to it. The page's frame rate is what the console served
+              to it (app.live_view.LiveFeeds.served).
+  playwright  the page through Playwright (bench_live's harness): page counters read over the
+              DevTools protocol, which keeps its Network and Runtime domains on; this costs
+              chromium memory of its own (issue 19: compare the two).
+Every --interval seconds it prints a row:
 
   rss / fds      per process, from /proc (statm; PSS from smaps_rollup too): "stack" (this process: console, sim, control loop,
                  recorder), "policy" (the server child), "chromium" (all its processes summed),
@@ -16,8 +24,9 @@ limit; next task ...). Every --interval seconds it prints a row:
                  chromium's profile (--user-data-dir); the recording dir separately (every
                  rollout is recorded and saved, as START with Record ticked does; it grows by
                  design; --no-record turns it off)
-  fps            per camera, as the page shows them (window.ewamFrames, bumped once per new
-                 frame) and as the stack produces them (the camera's frame seq)
+  fps            per camera, as the page shows them (playwright: window.ewamFrames, bumped once
+                 per frame drawn; plain: frames served to the page) and as the stack produces
+                 them (the camera's frame seq)
   latency        p50 of the chunk latencies (observation -> actions queued) in the interval
   episodes       finished rollouts and successes so far
 
@@ -32,9 +41,12 @@ Targets (issue 19): RSS < 20 MB/h per process, no fd or temp growth, last fps an
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -50,6 +62,7 @@ import numpy as np  # noqa: E402
 from app.status import percentile  # noqa: E402
 
 PAGE_SIZE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20
+CHROMIUM_BIN = "/usr/bin/chromium"
 CHROMIUM_NAMES = ("chromium", "chrome")
 LIVE_ROWS = 12                  # rows the live view shows (the last ones); all are printed at the end
 
@@ -262,7 +275,10 @@ class Soak:
             self.error = exc
 
     def _counters(self) -> tuple[float, dict, dict]:
-        frames = self.page.evaluate("() => ({...(window.ewamFrames || {})})") if self.page is not None else {}
+        if self.page is not None:
+            frames = self.page.evaluate("() => ({...(window.ewamFrames || {})})")
+        else:                                   # a plain browser: what the console served it
+            frames = self.stack.console.feeds.served()
         seqs = {}
         for name, cam in self.stack.cameras.items():
             f = cam.latest()
@@ -273,6 +289,13 @@ class Soak:
         if self.page is not None:
             self.page.wait_for_function("() => window.ewamFrames && Object.keys(window.ewamFrames).length > 0 && "
                                         "Object.values(window.ewamFrames).every(v => v > 0)", timeout=120_000)
+        else:
+            deadline = time.monotonic() + 120
+            while not all(self.stack.console.feeds.served().values()):
+                if time.monotonic() > deadline:
+                    raise SystemExit("the browser page showed no camera frame in 120 s: is chromium running? "
+                                     f"(check {CHROMIUM_BIN} --headless=new {self.stack.url})")
+                time.sleep(0.5)
         self.stack.controller.add_chunk_listener(self._on_chunk)
         self._t0 = time.monotonic()
         self._prev = self._counters()
@@ -315,6 +338,27 @@ class Soak:
             "successes": successes,
             "load_1m": round(os.getloadavg()[0], 2),
         }
+
+
+@contextlib.contextmanager
+def plain_chromium(url: str, profile: str, viewport: tuple[int, int] = (1400, 1000)):
+    """An operator's browser on `url`: headless chromium as a child of this process, nothing
+    attached (no DevTools session). Killed with its whole process group at the end."""
+    from app.tools.harness import CHROMIUM_ARGS
+    proc = subprocess.Popen([CHROMIUM_BIN, "--headless=new", *CHROMIUM_ARGS, f"--user-data-dir={profile}",
+                             f"--window-size={viewport[0]},{viewport[1]}", "--no-first-run", url],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 # -- terminal output ---------------------------------------------------------------------------
@@ -372,6 +416,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--merge", choices=["replace", "blend", "rtc"], default="replace")
     p.add_argument("--max-steps", type=int, default=None, help="cap episodes at this many ticks")
     p.add_argument("--no-record", action="store_true", help="run without the recorder")
+    p.add_argument("--browser", choices=["plain", "playwright"], default="plain",
+                   help="plain: chromium started as an operator's browser, nothing attached; playwright: "
+                        "driven over the DevTools protocol (page counters read from the page)")
     p.add_argument("--plot", metavar="PATH", help="write a PNG of RSS per process and latency over time")
     args = p.parse_args(argv)
     if args.minutes <= 0 or args.interval <= 0 or args.warmup < 0:
@@ -400,8 +447,10 @@ def main(argv: list[str] | None = None) -> dict:
         # Gradio's cache, private to this run (other processes on the machine share /tmp/gradio).
         # Set before the stack imports gradio: gradio reads it at import and at Blocks().
         gradio_dir = os.environ.setdefault("GRADIO_TEMP_DIR", os.path.join(tmp, "gradio"))
-        with live_stack(tmp, checkpoint=config.checkpoint, merge=config.merge, browser=True,
-                        record=config.record, console=console) as (stack, page):
+        with live_stack(tmp, checkpoint=config.checkpoint, merge=config.merge, browser=args.browser == "playwright",
+                        record=config.record, console=console) as (stack, page), contextlib.ExitStack() as browser:
+            if page is None:
+                browser.enter_context(plain_chromium(stack.url, os.path.join(tmp, "chromium-profile")))
             soak = Soak(stack, page, config, gradio_dir, stack.config.dataset, log=console.print)
             soak.start()
             end = time.monotonic() + config.minutes * 60
@@ -416,7 +465,11 @@ def main(argv: list[str] | None = None) -> dict:
                 with live:
                     next_row = time.monotonic() + config.interval_s
                     while time.monotonic() < end - 1e-3:
-                        page.wait_for_timeout(max(0.0, min(next_row, end) - time.monotonic()) * 1000)
+                        wait_s = max(0.0, min(next_row, end) - time.monotonic())
+                        if page is not None:
+                            page.wait_for_timeout(wait_s * 1000)     # Playwright's thread keeps serving the page
+                        else:
+                            time.sleep(min(wait_s, 1.0))
                         if time.monotonic() >= next_row - 1e-3:
                             rows.append(soak.sample())
                             next_row += config.interval_s
@@ -437,6 +490,7 @@ def main(argv: list[str] | None = None) -> dict:
     console.print(rows_table(rows, title))
     summary = summarise(rows, config.warmup_s)
     summary.update(minutes=config.minutes, interval_s=config.interval_s, load_average=list(os.getloadavg()),
+                   browser=args.browser,
                    cpus=os.cpu_count(), recording=config.record, rows=rows)
     console.print(f"RSS growth MB/h {summary['rss_growth_mb_per_h']}; fd growth {summary['fd_growth']}; "
                   f"tmp growth {summary['tmp_growth_mb']} MB; latency p50 first/last "

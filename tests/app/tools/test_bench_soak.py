@@ -92,4 +92,5 @@ def test_short_real_soak(tmp_path):
     assert set(s["fps_first_last"]["page"]) == {"head", "left_wrist", "right_wrist"}
     assert s["latency_ms_first_last"][0] is not None and s["latency_ms_first_last"][0] > 0
     assert s["recording"] and s["rows"][-1]["recording_mb"] > 0                 # rollouts were saved
+    assert s["browser"] == "plain"                # an operator's chromium, no DevTools session attached
     assert plot.stat().st_size > 10_000
