@@ -23,8 +23,9 @@ table, and on its last line JSON with surprise_auroc (failed vs succeeded episod
 first-5-s score), surprise_auroc_induced (induced vs ordinary), familiarity_known_above,
 familiarity_unknown_below and the per-condition numbers.
 --calibrate picks the familiarity threshold (policy.evaluation.familiarity) and the surprise thresholds
-from ordinary episodes (surprised: their 99th percentile chunk, lost: 2x that) and writes them to
-the checkpoint's monitors.json, which the runner reads at load.
+from ordinary episodes' chunks (surprised: their 95th percentile, lost: their 99th: an ordinary
+episode shows "lost" on about 1 chunk in 100) and writes them to the checkpoint's monitors.json,
+which the runner reads at load.
 """
 from __future__ import annotations
 
@@ -372,8 +373,8 @@ def main(argv=None) -> dict:
         thresholds.familiarity = choose_threshold(scored["known"], scored["untaught"])
         chunks = [s for e in episodes if e.condition == "ordinary" for s in e.surprise if np.isfinite(s)]
         if chunks:
-            thresholds.surprised = round(float(np.percentile(chunks, 99)), 3)
-            thresholds.lost = round(2 * thresholds.surprised, 3)
+            thresholds.surprised = round(float(np.percentile(chunks, 95)), 3)
+            thresholds.lost = round(float(np.percentile(chunks, 99)), 3)
     summary = summarise(episodes, scored, thresholds.familiarity)
     summary["thresholds"] = thresholds.to_dict()
     summary.update(clock=args.clock, latency_ms=args.latency_ms if args.clock == "sim" else None,

@@ -147,3 +147,24 @@ def test_classic_stays_the_default_and_unknown_scenes_are_refused():
         SimEnv(SimConfig(scenes="wild", width=64, height=48))
     classic = TASKS["put_red_on_plate"].scene_layout(np.random.default_rng(3))
     assert set(classic) == {"red_block", "blue_block", "plate"}, "classic scenes get no new objects"
+
+
+def test_spread_draws_beyond_the_demonstrated_regions_but_stays_on_the_table():
+    """object_jitter 1.5 on varied scenes (the monitors' "layout" condition): task objects land
+    outside the regions demonstrations used, never off the table, spacing kept; 1.0 is unchanged."""
+    spec = TASKS["put_red_on_plate"].varied
+    regions = {p.name: p.region for p in spec.placements}
+    same = [sc.varied_layout(spec, np.random.default_rng(s)) for s in SEEDS]
+    assert same == [TASKS["put_red_on_plate"].scene_layout(np.random.default_rng(s), 1.0, "varied") for s in SEEDS]
+    outside = 0
+    for s in range(100):
+        layout = TASKS["put_red_on_plate"].scene_layout(np.random.default_rng(s), 1.5, "varied")
+        assert sc.spacing_ok(layout)
+        for name, region in regions.items():
+            x, y, _ = layout[name]
+            assert sc.TABLE.contains(x, y)
+            outside += not region.contains(x, y)
+    assert outside >= 30, outside
+    grown = sc.RIGHT_BLOCKS.scaled(1.5, sc.TABLE)
+    assert grown.size[0] == pytest.approx(1.5 * sc.RIGHT_BLOCKS.size[0]) and sc.RIGHT_BLOCKS.scaled(1.0, sc.TABLE) \
+        is sc.RIGHT_BLOCKS
