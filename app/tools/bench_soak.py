@@ -19,7 +19,8 @@ Every --interval seconds it prints a row:
 
   rss / fds      per process, from /proc (statm; PSS from smaps_rollup too): "stack" (this process: console, sim, control loop,
                  recorder), "policy" (the server child), "chromium" (all its processes summed),
-                 "playwright" (the driver Playwright runs between us and chromium)
+                 "other" (the recorder's ffmpeg encoders, one per camera while an episode records,
+                 and Playwright's driver with --browser playwright)
   tmp            size of Gradio's cache dir (GRADIO_TEMP_DIR, private to this run) and
                  chromium's profile (--user-data-dir); the recording dir separately (every
                  rollout is recorded and saved, as START with Record ticked does; it grows by
@@ -123,8 +124,8 @@ def fd_count(pid: int) -> int:
 
 def process_groups(root: int, policy_pid: int | None) -> dict[str, list[int]]:
     """The processes of a soak by role: stack (root), policy (the child and anything below it),
-    chromium (every chromium process), playwright (the driver and anything else we started)."""
-    groups: dict[str, list[int]] = {"stack": [root], "policy": [], "chromium": [], "playwright": []}
+    chromium (every chromium process), other (ffmpeg encoders, Playwright's driver, anything else)."""
+    groups: dict[str, list[int]] = {"stack": [root], "policy": [], "chromium": [], "other": []}
     below = descendants(root)
     policy = {policy_pid, *descendants(policy_pid)} if policy_pid else set()
     for pid, comm in below.items():
@@ -133,7 +134,7 @@ def process_groups(root: int, policy_pid: int | None) -> dict[str, list[int]]:
         elif any(name in comm.lower() for name in CHROMIUM_NAMES):
             groups["chromium"].append(pid)
         else:
-            groups["playwright"].append(pid)
+            groups["other"].append(pid)
     return groups
 
 
@@ -364,7 +365,7 @@ def plain_chromium(url: str, profile: str, viewport: tuple[int, int] = (1400, 10
 # -- terminal output ---------------------------------------------------------------------------
 def rows_table(rows: list[dict], title: str):
     from rich.table import Table
-    names = [n for n in ("stack", "policy", "chromium", "playwright") if any(n in r["rss_mb"] for r in rows)]
+    names = [n for n in ("stack", "policy", "chromium", "other") if any(n in r["rss_mb"] for r in rows)]
     table = Table(title=title)
     for col in ["t min", *[f"{n} MB/fds" for n in names], "tmp MB", "rec MB", "fps page", "fps stack",
                 "lat p50", "ep (ok)", "load"]:
