@@ -53,7 +53,6 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "osmesa")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -61,107 +60,10 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import numpy as np  # noqa: E402
 
 from app.status import percentile  # noqa: E402
+from app.tools.proc_probes import chromium_profile, dir_size_mb, fd_count, process_groups, pss_mb, rss_mb  # noqa: E402
 
-PAGE_SIZE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20
 CHROMIUM_BIN = "/usr/bin/chromium"
-CHROMIUM_NAMES = ("chromium", "chrome")
 LIVE_ROWS = 12                  # rows the live view shows (the last ones); all are printed at the end
-
-
-# -- /proc probes (psutil is not in the venv) --------------------------------------------------
-def _stat(pid: int) -> tuple[str, int] | None:
-    """(comm, ppid) of pid, or None when it has gone."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    comm = raw[raw.index("(") + 1:raw.rindex(")")]
-    return comm, int(raw[raw.rindex(")") + 2:].split()[1])
-
-
-def descendants(root: int) -> dict[int, str]:
-    """{pid: comm} of every live process below root."""
-    parent: dict[int, tuple[str, int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and (st := _stat(int(entry))) is not None:
-            parent[int(entry)] = st
-    out: dict[int, str] = {}
-    frontier = [root]
-    while frontier:
-        p = frontier.pop()
-        for pid, (comm, ppid) in parent.items():
-            if ppid == p and pid not in out:
-                out[pid] = comm
-                frontier.append(pid)
-    return out
-
-
-def rss_mb(pid: int) -> float:
-    try:
-        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_SIZE_MB
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
-def pss_mb(pid: int) -> float:
-    """Proportional set size: shared pages split among their users, so a sum over processes
-    (chromium's ten or so) does not count shared libraries and shared memory ten times."""
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) / 1024
-    except (OSError, IndexError, ValueError):
-        pass
-    return 0.0
-
-
-def fd_count(pid: int) -> int:
-    try:
-        return len(os.listdir(f"/proc/{pid}/fd"))
-    except OSError:
-        return 0
-
-
-def process_groups(root: int, policy_pid: int | None) -> dict[str, list[int]]:
-    """The processes of a soak by role: stack (root), policy (the child and anything below it),
-    chromium (every chromium process), other (ffmpeg encoders, Playwright's driver, anything else)."""
-    groups: dict[str, list[int]] = {"stack": [root], "policy": [], "chromium": [], "other": []}
-    below = descendants(root)
-    policy = {policy_pid, *descendants(policy_pid)} if policy_pid else set()
-    for pid, comm in below.items():
-        if pid in policy:
-            groups["policy"].append(pid)
-        elif any(name in comm.lower() for name in CHROMIUM_NAMES):
-            groups["chromium"].append(pid)
-        else:
-            groups["other"].append(pid)
-    return groups
-
-
-def chromium_profile(pids: list[int]) -> str | None:
-    """The --user-data-dir chromium runs with (the harness's temporary profile)."""
-    for pid in pids:
-        try:
-            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        for a in args:
-            if a.startswith(b"--user-data-dir="):
-                return a.split(b"=", 1)[1].decode()
-    return None
-
-
-def dir_size_mb(path: str | None) -> float:
-    if not path or not os.path.isdir(path):
-        return 0.0
-    total = 0
-    for dirpath, _dirs, files in os.walk(path):
-        for f in files:
-            try:
-                total += os.lstat(os.path.join(dirpath, f)).st_size
-            except OSError:
-                pass             # a file removed while we walk
-    return total / 2**20
 
 
 # -- the summary (pure) ------------------------------------------------------------------------

@@ -1,6 +1,5 @@
-"""app.tools.bench_soak: the slope fit and summary on made-up rows, the /proc probes on real
-processes, and one short real soak (run_demo's stack, headless chromium, rollouts) whose JSON
-last line must carry every key with sane values."""
+"""app.tools.bench_soak: the slope fit and summary on made-up rows, and one short real soak
+(run_demo's stack, headless chromium, rollouts) whose JSON last line must carry every key with sane values."""
 from __future__ import annotations
 
 import json
@@ -44,24 +43,6 @@ def test_summary_leaves_out_the_warmup_and_has_every_key():
     assert s["fps_first_last"]["page"]["head"] == [20.0, 20.0]
     assert s["episodes"] == 60 and s["successes"] == 30
     assert s["warmup_reached"] and s["rows_fitted"] == len(rows) - 1
-
-
-def test_proc_probes_see_a_real_child():
-    child = subprocess.Popen([sys.executable, "-c", "import time; x = bytearray(50 * 2**20); time.sleep(30)"])
-    try:
-        for _ in range(100):
-            if bench_soak.rss_mb(child.pid) > 40:
-                break
-            subprocess.run(["sleep", "0.1"])
-        assert child.pid in bench_soak.descendants(os.getpid())
-        assert bench_soak.rss_mb(child.pid) > 40
-        assert bench_soak.fd_count(child.pid) >= 3
-        groups = bench_soak.process_groups(os.getpid(), policy_pid=child.pid)
-        assert groups["policy"] == [child.pid] and groups["stack"] == [os.getpid()]
-    finally:
-        child.kill()
-        child.wait()
-    assert bench_soak.rss_mb(child.pid) == 0.0 and bench_soak.fd_count(child.pid) == 0
 
 
 def test_bad_flags_are_refused_with_the_fix(capsys):

@@ -1,0 +1,24 @@
+"""app.tools.proc_probes on a real child process: RSS, fds, the process tree by role, and zeros once it has gone."""
+import os
+import subprocess
+import sys
+
+from app.tools import proc_probes
+
+
+def test_proc_probes_see_a_real_child():
+    child = subprocess.Popen([sys.executable, "-c", "import time; x = bytearray(50 * 2**20); time.sleep(30)"])
+    try:
+        for _ in range(100):
+            if proc_probes.rss_mb(child.pid) > 40:
+                break
+            subprocess.run(["sleep", "0.1"])
+        assert child.pid in proc_probes.descendants(os.getpid())
+        assert proc_probes.rss_mb(child.pid) > 40
+        assert proc_probes.fd_count(child.pid) >= 3
+        groups = proc_probes.process_groups(os.getpid(), policy_pid=child.pid)
+        assert groups["policy"] == [child.pid] and groups["stack"] == [os.getpid()]
+    finally:
+        child.kill()
+        child.wait()
+    assert proc_probes.rss_mb(child.pid) == 0.0 and proc_probes.fd_count(child.pid) == 0
