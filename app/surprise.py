@@ -10,8 +10,8 @@ surprised / lost). Listeners (the rollout recorder) get (chunk_id, surprise, sta
 Auto-hold (off by default): when `chunks` chunks in a row come back at or above `threshold`
 (default: the server's "lost" threshold), PAUSE is pressed at once, from the thread that got
 the answer (the controller holds within one tick), and `hold_reason` says why.
-Nothing here runs on the control thread but a dictionary update and, every 2nd tick, a
-copy of the frames.
+Nothing here runs on the control thread but a dictionary update and one copy of the tick's
+frames (kept for the last few ticks, for chunks that arrive after their first imagined step).
 """
 from __future__ import annotations
 

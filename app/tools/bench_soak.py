@@ -62,7 +62,6 @@ import numpy as np  # noqa: E402
 from app.status import percentile  # noqa: E402
 from app.tools.proc_probes import chromium_profile, dir_size_mb, fd_count, process_groups, pss_mb, rss_mb  # noqa: E402
 
-CHROMIUM_BIN = "/usr/bin/chromium"
 LIVE_ROWS = 12                  # rows the live view shows (the last ones); all are printed at the end
 
 
@@ -197,7 +196,7 @@ class Soak:
             while not all(self.stack.console.feeds.served().values()):
                 if time.monotonic() > deadline:
                     raise SystemExit("the browser page showed no camera frame in 120 s: is chromium running? "
-                                     f"(check {CHROMIUM_BIN} --headless=new {self.stack.url})")
+                                     f"(check chromium --headless=new {self.stack.url})")
                 time.sleep(0.5)
         self.stack.controller.add_chunk_listener(self._on_chunk)
         self._t0 = time.monotonic()
@@ -247,8 +246,8 @@ class Soak:
 def plain_chromium(url: str, profile: str, viewport: tuple[int, int] = (1400, 1000)):
     """An operator's browser on `url`: headless chromium as a child of this process, nothing
     attached (no DevTools session). Killed with its whole process group at the end."""
-    from app.tools.harness import CHROMIUM_ARGS
-    proc = subprocess.Popen([CHROMIUM_BIN, "--headless=new", *CHROMIUM_ARGS, f"--user-data-dir={profile}",
+    from app.tools.harness import CHROMIUM, CHROMIUM_ARGS
+    proc = subprocess.Popen([CHROMIUM, "--headless=new", *CHROMIUM_ARGS, f"--user-data-dir={profile}",
                              f"--window-size={viewport[0]},{viewport[1]}", "--no-first-run", url],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:

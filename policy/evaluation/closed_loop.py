@@ -32,7 +32,7 @@ from app.control.episode import run_rollout, task_time_limit_s
 from app.control.policy_link import ChunkRequest, LinkEvents, PolicyLink
 from hardware.camera import Camera, CameraConfig, Frame
 from hardware.safety import SafeArm, SafetyConfig
-from hardware.sim.env import CAMERA_NAMES, SimEnv
+from hardware.sim.env import CAMERA_NAMES, SimConfig, SimEnv
 from policy.evaluation.rollout import EnvArm, EpisodeOutcome
 from policy.wire.client import PolicyClient, check_robot
 from policy.wire.types import ActionChunk, Observation, PolicyMetadata
@@ -170,12 +170,11 @@ class _EnvCamera(Camera):
 def run_sim_clock_episode(env: SimEnv, client: PolicyClient, task: str, seed: int, instruction: str,
                           latency: LatencyModel, config: ControllerConfig | None = None,
                           safety: SafetyConfig | None = None, max_steps: int | None = None,
-                          chunk_listener=None, tick_listener=None, before_tick=None,
-                          after_tick=None) -> EpisodeOutcome:
+                          chunk_listener=None, tick_listener=None, after_tick=None) -> EpisodeOutcome:
     """One episode of the console's control core on a simulated clock (see the module docstring).
     chunk_listener(ChunkRecord) sees every chunk that entered the queue and tick_listener(TickRecord)
-    every tick, as the console's listeners do; before_tick(tick) runs before the world steps
-    (a perturbation), after_tick(tick) after it (a monitor the world waits for)."""
+    every tick (before the world steps), as the console's listeners do; after_tick(tick) runs after
+    the world stepped (a monitor the world waits for)."""
     env.reset(task=task, seed=seed)
     cams = EnvCameras(env)
     cams.capture()
@@ -200,8 +199,6 @@ def run_sim_clock_episode(env: SimEnv, client: PolicyClient, task: str, seed: in
         now = tick * period
         link.advance(now)
         controller.step(now)
-        if before_tick is not None:
-            before_tick(tick)
         env.step(arm.arm.target)          # the target SafeArm let through (or its hold)
         cams.capture()
         if after_tick is not None:
@@ -210,6 +207,16 @@ def run_sim_clock_episode(env: SimEnv, client: PolicyClient, task: str, seed: in
     status = controller.status()
     return EpisodeOutcome(task, seed, instruction, status.outcome == "succeeded", tick, status.chunk_count,
                           chunk_ms=chunks, server_ms=link.server_ms)
+
+
+def real_clock_robot(sim: SimConfig, client: PolicyClient, config: ControllerConfig):
+    """The robot side of the real clock, as run_demo builds it: a running SimRobot (its physics and
+    camera threads) and a Controller on it (SafeArm, the robot's cameras, a ZmqPolicyLink to
+    `client`), not yet started: add listeners, then controller.start(). -> (robot, controller)."""
+    from hardware.sim.robot import SimRobot
+    robot = SimRobot(sim, camera_fps=30)
+    robot.start()
+    return robot, Controller(SafeArm(robot.arm, SafetyConfig()), dict(robot.cameras), client, config)
 
 
 def run_real_episode(controller: Controller, robot, task: str, seed: int, instruction: str,

@@ -41,7 +41,7 @@ import numpy as np  # noqa: E402
 
 from app.control.action_queue import MERGE_RULES  # noqa: E402
 from app.control.controller import ControllerConfig  # noqa: E402
-from policy.evaluation.closed_loop import LatencyModel, run_real_episode, run_sim_clock_episode  # noqa: E402
+from policy.evaluation.closed_loop import LatencyModel, real_clock_robot, run_real_episode, run_sim_clock_episode  # noqa: E402
 from policy.evaluation.rollout import EpisodeOutcome, RolloutConfig, instruction_for, run_episode  # noqa: E402
 
 from hardware.sim.env import SimConfig  # noqa: E402
@@ -149,13 +149,7 @@ class _Episodes:
         self.controller_config = ControllerConfig(merge=args.merge, request_threshold=args.request_threshold)
         self.env = self.robot = self.controller = None
         if args.clock == "real":
-            from app.control.controller import Controller
-            from hardware.safety import SafeArm, SafetyConfig
-            from hardware.sim.robot import SimRobot
-            self.robot = SimRobot(sim, camera_fps=30)
-            self.robot.start()
-            self.controller = Controller(SafeArm(self.robot.arm, SafetyConfig()), dict(self.robot.cameras), client,
-                                         self.controller_config)
+            self.robot, self.controller = real_clock_robot(sim, client, self.controller_config)
             self.controller.start()
         else:
             self.env = SimEnv(sim)

@@ -119,10 +119,10 @@ class MonitoredRuns:
     SurpriseMonitor listening to the controller's chunks and ticks (as app/stack.py wires it)."""
 
     def __init__(self, client, args, first_task: str):
-        from app.control.controller import Controller, ControllerConfig
+        from app.control.controller import ControllerConfig
         from app.surprise import SurpriseMonitor
         from hardware.sim.env import SimConfig, SimEnv
-        from policy.evaluation.closed_loop import LatencyModel
+        from policy.evaluation.closed_loop import LatencyModel, real_clock_robot
 
         self.client, self.args = client, args
         self.monitor = SurpriseMonitor(client, client.metadata or client.hello())   # auto-hold off, as by default
@@ -130,21 +130,16 @@ class MonitoredRuns:
             raise SystemExit(f"{args.checkpoint} imagines no future (future_frames 0): there is no surprise to measure")
         self.monitor.add_listener(self._on_surprise)
         self.monitor.start()
-        self.window_ticks = int(round(args.window_s * 10.0))
+        self.config = ControllerConfig(merge=args.merge)
+        self.window_ticks = int(round(args.window_s * self.config.control_hz))
         self._answers: dict[int, float] = {}
         self._starts: dict[int, int] = {}
         self._first_tick = 0
-        self._push: tuple[str, int] | None = None            # (object, tick) of the pending disturbance
+        self._push: str | None = None                        # the object the episode's disturbance moves
         sim = SimConfig(task=first_task, scenes=args.scenes)
-        self.config = ControllerConfig(merge=args.merge)
         self.env = self.robot = self.controller = None
         if args.clock == "real":
-            from hardware.safety import SafeArm, SafetyConfig
-            from hardware.sim.robot import SimRobot
-            self.robot = SimRobot(sim, camera_fps=30)
-            self.robot.start()
-            self.controller = Controller(SafeArm(self.robot.arm, SafetyConfig()), dict(self.robot.cameras), client,
-                                         self.config)
+            self.robot, self.controller = real_clock_robot(sim, client, self.config)
             self.controller.add_chunk_listener(self._on_chunk)
             self.controller.add_tick_listener(self._on_tick)
             self.controller.start()
@@ -159,9 +154,9 @@ class MonitoredRuns:
 
     def _on_tick(self, record) -> None:
         self.monitor.on_tick(record)
-        if self._push is not None and record.tick - self._first_tick >= self._push[1]:
-            name, self._push = self._push[0], None
-            self.robot.push_object(name, *MOVE)
+        if self._push is not None and record.tick - self._first_tick >= MOVE_TICK:
+            name, self._push = self._push, None
+            (self.robot or self.env).push_object(name, *MOVE)     # before the world's next step
 
     def _on_surprise(self, chunk_id: int, value: float, state: str) -> None:
         self._answers[chunk_id] = value
@@ -176,26 +171,18 @@ class MonitoredRuns:
         if self.robot is not None:
             from app.control.episode import run_rollout
             self.robot.env.config.object_jitter = jitter            # read by the reset, under the robot's lock
-            self._first_tick = self.controller.status().tick
-            self._push = (pushed, MOVE_TICK) if pushed else None
+            self._first_tick, self._push = self.controller.status().tick, pushed
             r = run_rollout(self.controller, self.robot, task, seed, instruction, max_steps=self.args.max_steps)
-            self._push = None
             success, steps = r.success, r.ticks
         else:
             from policy.evaluation.closed_loop import run_sim_clock_episode
-            env = self.env
-            env.config.object_jitter = jitter
-            self._first_tick = 0
-
-            def before_tick(tick: int) -> None:
-                if pushed and tick == MOVE_TICK:
-                    env.push_object(pushed, *MOVE)
-
-            out = run_sim_clock_episode(env, self.client, task, seed, instruction, self.latency, self.config,
+            self.env.config.object_jitter = jitter
+            self._first_tick, self._push = 0, pushed                 # a new controller counts from tick 0
+            out = run_sim_clock_episode(self.env, self.client, task, seed, instruction, self.latency, self.config,
                                         max_steps=self.args.max_steps, chunk_listener=self._on_chunk,
-                                        tick_listener=self.monitor.on_tick, before_tick=before_tick,
-                                        after_tick=lambda tick: self.monitor.wait_idle())
+                                        tick_listener=self._on_tick, after_tick=lambda tick: self.monitor.wait_idle())
             success, steps = out.success, out.steps
+        self._push = None
         self.monitor.wait_idle(timeout_s=30.0)                  # the last answers in flight
         chunks = sorted(self._answers)
         return MonitoredEpisode(task, seed, condition, instruction, success, steps,

@@ -22,6 +22,7 @@ import os
 import queue
 import sys
 import threading
+import time
 
 os.environ.setdefault("MUJOCO_GL", "osmesa")
 
@@ -55,7 +56,6 @@ def main(argv=None) -> dict:
     client = PolicyClient(address, timeout_s=60)
     jobs: queue.Queue = queue.Queue()
     surprise_ms: list[float] = []
-    import time
 
     def side():          # the console's surprise thread: its own socket, off the control thread
         while (job := jobs.get()) is not None:
