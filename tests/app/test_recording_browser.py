@@ -95,16 +95,20 @@ def choose_filter(page, which: str) -> None:
     page.click(f"[role='option']:text-is('{which}')")
 
 
-@pytest.fixture
-def demo(tmp_path):
-    ARTIFACTS.mkdir(exist_ok=True)
-    dataset = tmp_path / "demos"
-    process = DemoProcess(["--dataset", str(dataset), *TESTING_POLICY, *LENIENT])
+def recording_demo(dataset: Path, *args: str):
+    """run_demo.py recording into `dataset` (process.dataset); it must exit cleanly afterwards."""
+    process = DemoProcess(["--dataset", str(dataset), *args])
     process.dataset = dataset
     try:
         yield process
     finally:
         assert process.stop() == 0, process.log()
+
+
+@pytest.fixture
+def demo(tmp_path):
+    ARTIFACTS.mkdir(exist_ok=True)
+    yield from recording_demo(tmp_path / "demos", *TESTING_POLICY, *LENIENT)
 
 
 def test_s_and_f_keys_label_teleop_episodes_in_review_and_in_the_dataset(demo):
@@ -228,13 +232,7 @@ adapter = "sim"
 name = "right_wrist"
 adapter = "sim"
 """)
-    dataset = tmp_path / "demos"
-    process = DemoProcess(["--dataset", str(dataset), "--rig", str(rig), *TESTING_POLICY])
-    process.dataset = dataset
-    try:
-        yield process
-    finally:
-        assert process.stop() == 0, process.log()
+    yield from recording_demo(tmp_path / "demos", "--rig", str(rig), *TESTING_POLICY)
 
 
 def test_a_frozen_camera_during_recording_raises_the_flag_in_the_page(frozen_demo):
