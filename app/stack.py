@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.control.action_queue import DEFAULT_MERGE
+
 log = logging.getLogger("run_demo")
 
 REPO = Path(__file__).resolve().parent.parent
@@ -53,7 +55,7 @@ class StackConfig:
     width: int = 320
     height: int = 240
     open_browser: bool = True
-    merge: str = "replace"                   # how a new chunk joins the action queue: replace / blend
+    merge: str = DEFAULT_MERGE               # how a new chunk joins the action queue: replace / blend / rtc
     auto_hold: bool = False                  # PAUSE when imagination surprise stays "lost" (app.surprise)
     auto_hold_chunks: int = 2                # ... for this many chunks in a row
 

@@ -53,7 +53,7 @@ from typing import Callable
 
 import numpy as np
 
-from app.control.action_queue import MERGE_RULES, ActionQueue
+from app.control.action_queue import DEFAULT_MERGE, MERGE_RULES, ActionQueue
 from app.control.policy_link import ChunkRequest, PolicyLink, ZmqPolicyLink
 from app.control.records import ChunkRecord, ControllerStatus, Mode, TickRecord
 from app.control.teleop import DeadManTeleop
@@ -75,7 +75,7 @@ class ControllerConfig:
     control_hz: float = 10.0
     request_threshold: int = 6           # request the next chunk when this many actions remain
     actions_per_chunk: int = 16          # execute n of each chunk's H actions, evenly spaced
-    merge: str = "replace"               # or "blend" (see app/control/action_queue.py)
+    merge: str = DEFAULT_MERGE           # replace / blend / rtc (app/control/action_queue.py)
     stop_on_success: bool = True         # leave policy mode when the success check says done
     teleop_valid_s: float = 0.2          # a teleop command moves the arm for this long only
     retry_s: float = 0.5                 # wait after a failed policy request

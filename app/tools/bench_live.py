@@ -1,16 +1,19 @@
 """Benchmark: live success of the whole product, as an operator gets it.
 
-    python -m app.tools.bench_live --episodes-per-task 20 [--merge replace|blend] [--tasks a,b]
+    python -m app.tools.bench_live --episodes-per-task 20 [--merge replace|blend|rtc] [--tasks a,b] [--browser]
 
 Starts run_demo's stack in this process (app/stack.py DemoStack: the policy server as a child
 process at run_demo's niceness, the MuJoCo robot with its camera threads, the control loop, and
 the Gradio console serving on a free port, recording rollouts into a temporary dataset), then
 runs episodes through the stack's own Controller on the wall clock (app/control/episode.py:
 reset the scene, the task's canonical instruction, START, until the task's check succeeds or its
-time limit passes). Seeds are the held-out evaluation seeds (hardware.sim.tasks.EVAL_SEED_BASE + i, as policy.evaluate).
+time limit passes). --browser keeps an operator's page open on the console meanwhile (headless
+chromium with nothing attached; `--browser playwright` drives it over DevTools instead, which costs
+the page CPU and memory an operator's browser does not). Seeds are the held-out evaluation seeds
+(hardware.sim.tasks.EVAL_SEED_BASE + i, as policy.evaluate).
 Prints a table and, on its last line, JSON:
   {"success": {TASK: rate}, "mean_success": x, "min_success": y, "latency_ms_p50": p50,
-   "latency_ms_p95": p95, "clipped_per_episode": c, "merge": "replace", ...}
+   "latency_ms_p95": p95, "clipped_per_episode": c, "merge": "replace", "page_fps": {CAMERA: fps}, ...}
 Latency is observation -> actions in the queue (what the console's status bar shows).
 """
 from __future__ import annotations
@@ -33,6 +36,7 @@ import numpy as np  # noqa: E402
 from app.control.episode import Rollout, run_rollout  # noqa: E402
 from app.status import percentile  # noqa: E402
 from app.stack import DemoStack, StackConfig  # noqa: E402
+from app.tools.harness import chromium_page, plain_chromium  # noqa: E402
 from policy.wire.netutil import free_port  # noqa: E402
 
 
@@ -56,13 +60,20 @@ def summarise(rollouts: dict[str, list[Rollout]], merge: str) -> dict:
     }
 
 
+BROWSERS = ("none", "plain", "playwright")
+
+
 @contextlib.contextmanager
-def live_stack(tmp: str, *, checkpoint: str | None = None, merge: str = "replace", browser: bool = False,
+def live_stack(tmp: str, *, checkpoint: str | None = None, merge: str = StackConfig.merge, browser: str = "none",
                record: bool = True, console=None,
                policy_nice: int = StackConfig.policy_nice) -> Iterator[tuple[DemoStack, object | None]]:
-    """run_demo's stack on free ports (recording into TMP/rollouts unless record=False); with
-    browser, an operator's page open on its console in headless chromium (the live feeds stream).
-    Yields (stack, page or None); the page belongs to the calling thread (Playwright's sync API)."""
+    """run_demo's stack on free ports (recording into TMP/rollouts unless record=False), with an
+    operator's page open on its console meanwhile (the live feeds stream) unless browser="none":
+    "plain" is headless chromium with nothing attached, as an operator's browser (the numbers we
+    publish); "playwright" drives it over DevTools and yields the page (it belongs to the calling
+    thread: Playwright's sync API). Yields (stack, page or None)."""
+    if browser not in BROWSERS:
+        raise ValueError(f"browser={browser!r}: choose one of {', '.join(BROWSERS)}")
     stack = DemoStack(StackConfig(checkpoint=checkpoint, dataset=os.path.join(tmp, "rollouts") if record else None,
                                   port=free_port(), policy_port=free_port(), open_browser=False, merge=merge,
                                   policy_nice=policy_nice))
@@ -73,14 +84,26 @@ def live_stack(tmp: str, *, checkpoint: str | None = None, merge: str = "replace
             console.print(f"stack up in {time.monotonic() - t0:.0f} s; console on {stack.url}")
         with contextlib.ExitStack() as watchers:
             page = None
-            if browser:            # an operator's page: the live feeds stream meanwhile
-                from app.tools.harness import chromium_page
+            if browser == "plain":
+                watchers.enter_context(plain_chromium(stack.url, os.path.join(tmp, "chromium-profile")))
+                wait_for_viewer(stack)
+            elif browser == "playwright":
                 page = watchers.enter_context(chromium_page())
                 page.goto(stack.url)
                 page.wait_for_selector("#ewam-status .status-bar", timeout=120_000)
             yield stack, page
     finally:
         stack.close()
+
+
+def wait_for_viewer(stack: DemoStack, timeout_s: float = 120.0) -> None:
+    """Until a page pulls camera frames from the console (every feed served at least one)."""
+    deadline = time.monotonic() + timeout_s
+    while not all(stack.console.feeds.served().values()):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"no page pulled a camera frame in {timeout_s:.0f} s: is chromium running? "
+                             f"(try chromium --headless=new {stack.url})")
+        time.sleep(0.5)
 
 
 def run_all(stack: DemoStack, tasks: list[str], args, rollouts: dict[str, list[Rollout]], console) -> None:
@@ -104,14 +127,16 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--episodes-per-task", type=int, default=20)
     p.add_argument("--tasks", default="all", help="comma-separated task names, or all")
     p.add_argument("--first-seed", type=int, default=0, help="offset into the held-out seeds")
-    p.add_argument("--merge", choices=["replace", "blend", "rtc"], default="replace")
+    p.add_argument("--merge", choices=["replace", "blend", "rtc"], default=StackConfig.merge)
     p.add_argument("--checkpoint", default=None, help="default: the shipped assets/checkpoints/sim-tiny")
     p.add_argument("--max-steps", type=int, default=None, help="cap episodes at this many ticks")
     p.add_argument("--policy-nice", type=int, default=StackConfig.policy_nice,
                    help="niceness of the policy child (run_demo's default: %(default)s)")
-    p.add_argument("--browser", action="store_true",
-                   help="keep the console open in headless chromium meanwhile (the live feeds stream, as "
-                        "for an operator watching)")
+    p.add_argument("--browser", nargs="?", const="plain", default="none", choices=BROWSERS,
+                   help="keep the console open in headless chromium meanwhile, the live feeds streaming as for "
+                        "an operator watching: plain (the default of a bare --browser) has nothing attached; "
+                        "playwright drives the page over DevTools (costs CPU and memory an operator's browser "
+                        "does not)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     from rich.console import Console
@@ -127,9 +152,14 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench_live_") as tmp, \
             live_stack(tmp, checkpoint=args.checkpoint, merge=args.merge, browser=args.browser,
                        console=console, policy_nice=args.policy_nice) as (stack, _page):
+        served, t0 = stack.console.feeds.served(), time.monotonic()
         run_all(stack, tasks, args, rollouts, console)
+        elapsed = time.monotonic() - t0
+        # what the page was shown meanwhile: frames the console handed it, per camera per second
+        page_fps = {c: round((n - served[c]) / elapsed, 1) for c, n in stack.console.feeds.served().items()}
     summary = summarise(rollouts, args.merge)
     summary["browser"] = args.browser
+    summary["page_fps"] = page_fps if args.browser != "none" else {}
     summary["policy_nice"] = args.policy_nice
     table = Table(title=f"live success ({summary['clock']}, merge={args.merge})")
     for col in ("task", "success", "episodes", "mean s"):
@@ -141,6 +171,9 @@ def main(argv: list[str] | None = None) -> dict:
     console.print(table)
     console.print(f"latency observation -> queued: p50 {summary['latency_ms_p50']} ms, "
                   f"p95 {summary['latency_ms_p95']} ms; clipped commands per episode {summary['clipped_per_episode']}")
+    if summary["page_fps"]:
+        console.print("page frame rate per camera (served to the browser): "
+                      + ", ".join(f"{c} {f:g} fps" for c, f in summary["page_fps"].items()))
     print(json.dumps(summary), flush=True)
     return summary
 

@@ -34,7 +34,8 @@ Every --interval seconds it prints a row:
 Threads: the main thread owns the page (Playwright's sync API is single-threaded) and samples;
 one worker thread runs the rollouts; the controller's chunk listener appends to a locked list.
 The last line is JSON: rss_growth_mb_per_h ({process: least-squares slope of RSS after the
-warm-up, MB per hour}), fd_growth ({process: last - first after the warm-up}), tmp_growth_mb,
+warm-up, MB per hour}), chromium_pss_growth_mb_per_h_by_role (which of chromium's processes
+grows: browser, renderer, gpu-process, utility, ...), fd_growth ({process: last - first after the warm-up}), tmp_growth_mb,
 fps_first_last, latency_ms_first_last, episodes, successes, and the rows themselves.
 Targets (issue 19): RSS < 20 MB/h per process, no fd or temp growth, last fps and latency within
 10% of the first.
@@ -42,12 +43,9 @@ Targets (issue 19): RSS < 20 MB/h per process, no fd or temp growth, last fps an
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -59,8 +57,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import numpy as np  # noqa: E402
 
+from app.control.action_queue import DEFAULT_MERGE  # noqa: E402
 from app.status import percentile  # noqa: E402
-from app.tools.proc_probes import chromium_profile, dir_size_mb, fd_count, process_groups, pss_mb, rss_mb  # noqa: E402
+from app.tools.proc_probes import by_role, chromium_profile, dir_size_mb, fd_count, process_groups, pss_mb, rss_mb  # noqa: E402
 
 LIVE_ROWS = 12                  # rows the live view shows (the last ones); all are printed at the end
 
@@ -90,12 +89,17 @@ def summarise(rows: list[dict], warmup_s: float) -> dict:
                       else round(s, 1)) for n in names}
     pss_growth = {n: (None if (s := slope_per_hour(t, [r.get("pss_mb", {}).get(n, 0.0) for r in steady])) is None
                       else round(s, 1)) for n in names} if steady and "pss_mb" in steady[0] else {}
+    roles = sorted({k for r in steady for k in r.get("chromium_pss_mb_by_role", {})})
+    role_growth = {k: slope_per_hour(t, [r.get("chromium_pss_mb_by_role", {}).get(k, 0.0) for r in steady])
+                   for k in roles}
     fd_growth = {n: steady[-1]["fds"].get(n, 0) - steady[0]["fds"].get(n, 0) for n in names} if steady else {}
     cams = sorted({c for r in steady for c in r["fps_page"]})
     last = rows[-1] if rows else {}
     return {
         "rss_growth_mb_per_h": rss_growth,
         "pss_growth_mb_per_h": pss_growth,
+        "chromium_pss_growth_mb_per_h_by_role": {k: None if v is None else round(v, 1)
+                                                 for k, v in role_growth.items()},
         "fd_growth": fd_growth,
         "tmp_growth_mb": round(steady[-1]["tmp_mb"] - steady[0]["tmp_mb"], 3) if steady else None,
         "tmp_growth_mb_by_dir": {d: round(steady[-1]["tmp_mb_by_dir"][d] - steady[0]["tmp_mb_by_dir"][d], 3)
@@ -122,7 +126,7 @@ class SoakConfig:
     tasks: tuple[str, ...] = ()         # empty: every sim task, in turn
     first_seed: int = 0                 # offset into the held-out seeds
     checkpoint: str | None = None
-    merge: str = "replace"
+    merge: str = DEFAULT_MERGE
     record: bool = True
     max_steps: int | None = None
 
@@ -191,13 +195,7 @@ class Soak:
         if self.page is not None:
             self.page.wait_for_function("() => window.ewamFrames && Object.keys(window.ewamFrames).length > 0 && "
                                         "Object.values(window.ewamFrames).every(v => v > 0)", timeout=120_000)
-        else:
-            deadline = time.monotonic() + 120
-            while not all(self.stack.console.feeds.served().values()):
-                if time.monotonic() > deadline:
-                    raise SystemExit("the browser page showed no camera frame in 120 s: is chromium running? "
-                                     f"(check chromium --headless=new {self.stack.url})")
-                time.sleep(0.5)
+        # a plain browser: live_stack waited until it pulled frames from every feed
         self.stack.controller.add_chunk_listener(self._on_chunk)
         self._t0 = time.monotonic()
         self._prev = self._counters()
@@ -228,6 +226,7 @@ class Soak:
             "rss_mb": {n: round(sum(rss_mb(p) for p in pids), 1) for n, pids in groups.items() if pids},
             "pss_mb": {n: round(sum(pss_mb(p) for p in pids), 1) for n, pids in groups.items() if pids},
             "fds": {n: sum(fd_count(p) for p in pids) for n, pids in groups.items() if pids},
+            "chromium_pss_mb_by_role": by_role(groups["chromium"], pss_mb),
             "processes": {n: len(pids) for n, pids in groups.items() if pids},
             "tmp_mb": round(sum(tmp.values()), 3),
             "tmp_mb_by_dir": {k: round(v, 3) for k, v in tmp.items()},
@@ -240,27 +239,6 @@ class Soak:
             "successes": successes,
             "load_1m": round(os.getloadavg()[0], 2),
         }
-
-
-@contextlib.contextmanager
-def plain_chromium(url: str, profile: str, viewport: tuple[int, int] = (1400, 1000)):
-    """An operator's browser on `url`: headless chromium as a child of this process, nothing
-    attached (no DevTools session). Killed with its whole process group at the end."""
-    from app.tools.harness import CHROMIUM, CHROMIUM_ARGS
-    proc = subprocess.Popen([CHROMIUM, "--headless=new", *CHROMIUM_ARGS, f"--user-data-dir={profile}",
-                             f"--window-size={viewport[0]},{viewport[1]}", "--no-first-run", url],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        yield proc
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 # -- terminal output ---------------------------------------------------------------------------
@@ -315,7 +293,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--tasks", default="all", help="comma-separated task names to cycle through, or all")
     p.add_argument("--first-seed", type=int, default=0, help="offset into the held-out seeds")
     p.add_argument("--checkpoint", default=None, help="default: the shipped assets/checkpoints/sim-tiny")
-    p.add_argument("--merge", choices=["replace", "blend", "rtc"], default="replace")
+    p.add_argument("--merge", choices=["replace", "blend", "rtc"], default=DEFAULT_MERGE)
     p.add_argument("--max-steps", type=int, default=None, help="cap episodes at this many ticks")
     p.add_argument("--no-record", action="store_true", help="run without the recorder")
     p.add_argument("--browser", choices=["plain", "playwright"], default="plain",
@@ -349,10 +327,8 @@ def main(argv: list[str] | None = None) -> dict:
         # Gradio's cache, private to this run (other processes on the machine share /tmp/gradio).
         # Set before the stack imports gradio: gradio reads it at import and at Blocks().
         gradio_dir = os.environ.setdefault("GRADIO_TEMP_DIR", os.path.join(tmp, "gradio"))
-        with live_stack(tmp, checkpoint=config.checkpoint, merge=config.merge, browser=args.browser == "playwright",
-                        record=config.record, console=console) as (stack, page), contextlib.ExitStack() as browser:
-            if page is None:
-                browser.enter_context(plain_chromium(stack.url, os.path.join(tmp, "chromium-profile")))
+        with live_stack(tmp, checkpoint=config.checkpoint, merge=config.merge, browser=args.browser,
+                        record=config.record, console=console) as (stack, page):
             soak = Soak(stack, page, config, gradio_dir, stack.config.dataset, log=console.print)
             soak.start()
             end = time.monotonic() + config.minutes * 60

@@ -1,8 +1,11 @@
 """Drive the real demo from outside: start run_demo.py as a subprocess on free ports and open
-its page in Debian's headless chromium through Playwright. Used by app.tools.bench_console and the
-browser tests (tests/app/); Playwright is imported only when a page is opened."""
+its page in Debian's headless chromium, either through Playwright (chromium_page: the browser
+tests in tests/app/, app.tools.bench_console; Playwright is imported only then) or as an
+operator's browser with nothing attached (plain_chromium: the live and soak benchmarks, whose
+numbers must not carry a DevTools session's cost)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import signal
@@ -84,3 +87,23 @@ def chromium_page(viewport=(1400, 1000)):
             yield page
         finally:
             ctx.close()
+
+
+@contextmanager
+def plain_chromium(url: str, profile: str, viewport: tuple[int, int] = (1400, 1000)):
+    """An operator's browser on `url`: headless chromium as a child of this process, nothing
+    attached (no DevTools session). Killed with its whole process group at the end."""
+    proc = subprocess.Popen([CHROMIUM, "--headless=new", *CHROMIUM_ARGS, f"--user-data-dir={profile}",
+                             f"--window-size={viewport[0]},{viewport[1]}", "--no-first-run", url],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

@@ -92,6 +92,29 @@ def chromium_profile(pids: list[int]) -> str | None:
     return None
 
 
+def chromium_role(pid: int) -> str:
+    """A chromium process's role from its --type= flag ("renderer", "gpu-process", "utility",
+    "zygote", ...); "browser" for the main process (no --type), "" once it has gone."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return ""
+    for a in args:
+        if a.startswith(b"--type="):
+            return a.split(b"=", 1)[1].decode()
+    return "browser"
+
+
+def by_role(pids: list[int], probe) -> dict[str, float]:
+    """probe (rss_mb, pss_mb, ...) summed over chromium processes of the same role: which of the
+    browser's processes holds (or grows) the memory."""
+    out: dict[str, float] = {}
+    for pid in pids:
+        if role := chromium_role(pid):
+            out[role] = round(out.get(role, 0.0) + probe(pid), 1)
+    return out
+
+
 def dir_size_mb(path: str | None) -> float:
     if not path or not os.path.isdir(path):
         return 0.0

@@ -280,7 +280,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--latency-ms", default="200,350",
                    help="--clock sim: observation -> chunk latency P50[,P95] in ms (log-normal), e.g. the "
                         "latency_ms_p50/p95 that app.tools.bench_live measured")
-    p.add_argument("--merge", choices=list(MERGE_RULES), default="replace",
+    p.add_argument("--merge", choices=list(MERGE_RULES), default=ControllerConfig.merge,
                    help="real/sim clock: how a new chunk joins the queue (app/control/action_queue.py)")
     p.add_argument("--request-threshold", type=int, default=ControllerConfig.request_threshold,
                    help="real/sim clock: request the next chunk when this many actions are left")

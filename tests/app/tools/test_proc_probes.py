@@ -22,3 +22,20 @@ def test_proc_probes_see_a_real_child():
         child.kill()
         child.wait()
     assert proc_probes.rss_mb(child.pid) == 0.0 and proc_probes.fd_count(child.pid) == 0
+
+
+def test_chromium_roles_come_from_the_type_flag():
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "--type=renderer"])
+    me = os.getpid()
+    try:
+        for _ in range(100):            # until the child has exec'd (its cmdline is ours before that)
+            if proc_probes.chromium_role(child.pid) == "renderer":
+                break
+            subprocess.run(["sleep", "0.05"])
+        assert proc_probes.chromium_role(child.pid) == "renderer"
+        assert proc_probes.chromium_role(me) == "browser"          # no --type: the main process
+        assert proc_probes.by_role([child.pid, me], lambda pid: 1.5) == {"renderer": 1.5, "browser": 1.5}
+    finally:
+        child.kill()
+        child.wait()
+    assert proc_probes.chromium_role(child.pid) == "" and proc_probes.by_role([child.pid], proc_probes.rss_mb) == {}
