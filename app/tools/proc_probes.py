@@ -94,9 +94,10 @@ def chromium_profile(pids: list[int]) -> str | None:
 
 def chromium_role(pid: int) -> str:
     """A chromium process's role from its --type= flag ("renderer", "gpu-process", "utility",
-    "zygote", ...); "browser" for the main process (no --type), "" once it has gone."""
+    "zygote", ...); "browser" for the main process (no --type), "" once it has gone. Chromium rewrites
+    its children's process title, so their cmdline is one space-separated string, not NUL-separated."""
     try:
-        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").split()
     except OSError:
         return ""
     for a in args:

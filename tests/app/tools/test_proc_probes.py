@@ -25,7 +25,8 @@ def test_proc_probes_see_a_real_child():
 
 
 def test_chromium_roles_come_from_the_type_flag():
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "--type=renderer"])
+    # argv in one string, as chromium's children rewrite their process title ("chromium --type=renderer ...")
+    child = subprocess.Popen(["bash", "-c", 'exec -a "chromium --type=renderer --lang=en" sleep 30'])
     me = os.getpid()
     try:
         for _ in range(100):            # until the child has exec'd (its cmdline is ours before that)
