@@ -27,7 +27,7 @@ import sys  # noqa: E402
 import threading  # noqa: E402
 
 from policy.wire.netutil import is_loopback_host  # noqa: E402
-from app.control.action_queue import DEFAULT_MERGE  # noqa: E402
+from app.control.action_queue import DEFAULT_MERGE, MERGE_RULES  # noqa: E402
 from app.stack import DemoStack, StackConfig, StackError  # noqa: E402
 
 log = logging.getLogger("run_demo")
@@ -68,7 +68,7 @@ def parse_args(argv: list[str] | None = None) -> StackConfig:
     p.add_argument("--quality-limit", action="append", default=[], metavar="NAME=VALUE",
                    help="recording quality limit, repeatable, e.g. --quality-limit max_frozen_s=0.5 "
                         "(names: policy/episodes/quality.py QualityLimits); an episode breaking one is flagged")
-    p.add_argument("--merge", choices=["replace", "blend", "rtc"], default=DEFAULT_MERGE,
+    p.add_argument("--merge", choices=MERGE_RULES, default=DEFAULT_MERGE,
                    help="how a new chunk joins the actions still queued (app/control/action_queue.py)")
     p.add_argument("--auto-hold", type=int, default=0, metavar="K",
                    help="PAUSE when imagination surprise is 'lost' for K chunks in a row (default 0: off)")

@@ -33,6 +33,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import numpy as np  # noqa: E402
 
+from app.control.action_queue import MERGE_RULES  # noqa: E402
 from app.control.episode import Rollout, run_rollout  # noqa: E402
 from app.status import percentile  # noqa: E402
 from app.stack import DemoStack, StackConfig  # noqa: E402
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--episodes-per-task", type=int, default=20)
     p.add_argument("--tasks", default="all", help="comma-separated task names, or all")
     p.add_argument("--first-seed", type=int, default=0, help="offset into the held-out seeds")
-    p.add_argument("--merge", choices=["replace", "blend", "rtc"], default=StackConfig.merge)
+    p.add_argument("--merge", choices=MERGE_RULES, default=StackConfig.merge)
     p.add_argument("--checkpoint", default=None, help="default: the shipped assets/checkpoints/sim-tiny")
     p.add_argument("--max-steps", type=int, default=None, help="cap episodes at this many ticks")
     p.add_argument("--policy-nice", type=int, default=StackConfig.policy_nice,

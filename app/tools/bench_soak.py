@@ -57,7 +57,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import numpy as np  # noqa: E402
 
-from app.control.action_queue import DEFAULT_MERGE  # noqa: E402
+from app.control.action_queue import DEFAULT_MERGE, MERGE_RULES  # noqa: E402
 from app.status import percentile  # noqa: E402
 from app.tools.proc_probes import by_role, chromium_profile, dir_size_mb, fd_count, process_groups, pss_mb, rss_mb  # noqa: E402
 
@@ -85,21 +85,20 @@ def summarise(rows: list[dict], warmup_s: float) -> dict:
     steady = steady or rows
     names = sorted({n for r in steady for n in r["rss_mb"]})
     t = [r["t_s"] for r in steady]
-    rss_growth = {n: (None if (s := slope_per_hour(t, [r["rss_mb"].get(n, 0.0) for r in steady])) is None
-                      else round(s, 1)) for n in names}
-    pss_growth = {n: (None if (s := slope_per_hour(t, [r.get("pss_mb", {}).get(n, 0.0) for r in steady])) is None
-                      else round(s, 1)) for n in names} if steady and "pss_mb" in steady[0] else {}
+
+    def growth(key: str, keys) -> dict:        # MB per hour of rows[key][k], fitted over the steady rows
+        return {k: (None if (s := slope_per_hour(t, [r.get(key, {}).get(k, 0.0) for r in steady])) is None
+                    else round(s, 1)) for k in keys}
+    rss_growth = growth("rss_mb", names)
+    pss_growth = growth("pss_mb", names) if steady and "pss_mb" in steady[0] else {}
     roles = sorted({k for r in steady for k in r.get("chromium_pss_mb_by_role", {})})
-    role_growth = {k: slope_per_hour(t, [r.get("chromium_pss_mb_by_role", {}).get(k, 0.0) for r in steady])
-                   for k in roles}
     fd_growth = {n: steady[-1]["fds"].get(n, 0) - steady[0]["fds"].get(n, 0) for n in names} if steady else {}
     cams = sorted({c for r in steady for c in r["fps_page"]})
     last = rows[-1] if rows else {}
     return {
         "rss_growth_mb_per_h": rss_growth,
         "pss_growth_mb_per_h": pss_growth,
-        "chromium_pss_growth_mb_per_h_by_role": {k: None if v is None else round(v, 1)
-                                                 for k, v in role_growth.items()},
+        "chromium_pss_growth_mb_per_h_by_role": growth("chromium_pss_mb_by_role", roles),
         "fd_growth": fd_growth,
         "tmp_growth_mb": round(steady[-1]["tmp_mb"] - steady[0]["tmp_mb"], 3) if steady else None,
         "tmp_growth_mb_by_dir": {d: round(steady[-1]["tmp_mb_by_dir"][d] - steady[0]["tmp_mb_by_dir"][d], 3)
@@ -293,7 +292,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--tasks", default="all", help="comma-separated task names to cycle through, or all")
     p.add_argument("--first-seed", type=int, default=0, help="offset into the held-out seeds")
     p.add_argument("--checkpoint", default=None, help="default: the shipped assets/checkpoints/sim-tiny")
-    p.add_argument("--merge", choices=["replace", "blend", "rtc"], default=DEFAULT_MERGE)
+    p.add_argument("--merge", choices=MERGE_RULES, default=DEFAULT_MERGE)
     p.add_argument("--max-steps", type=int, default=None, help="cap episodes at this many ticks")
     p.add_argument("--no-record", action="store_true", help="run without the recorder")
     p.add_argument("--browser", choices=["plain", "playwright"], default="plain",

@@ -79,14 +79,21 @@ def process_groups(root: int, policy_pid: int | None) -> dict[str, list[int]]:
     return groups
 
 
+def cmdline_args(pid: int) -> list[bytes] | None:
+    """A process's arguments, or None when it has gone. Chromium rewrites its children's process
+    title, so their cmdline is one space-separated string instead of NUL-separated arguments:
+    every argument is split on whitespace (chromium's flags and profile paths have none)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return [word for arg in raw.split(b"\0") for word in arg.split()]
+
+
 def chromium_profile(pids: list[int]) -> str | None:
     """The --user-data-dir chromium runs with (the harness's temporary profile)."""
     for pid in pids:
-        try:
-            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        for a in args:
+        for a in cmdline_args(pid) or []:
             if a.startswith(b"--user-data-dir="):
                 return a.split(b"=", 1)[1].decode()
     return None
@@ -94,11 +101,9 @@ def chromium_profile(pids: list[int]) -> str | None:
 
 def chromium_role(pid: int) -> str:
     """A chromium process's role from its --type= flag ("renderer", "gpu-process", "utility",
-    "zygote", ...); "browser" for the main process (no --type), "" once it has gone. Chromium rewrites
-    its children's process title, so their cmdline is one space-separated string, not NUL-separated."""
-    try:
-        args = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").split()
-    except OSError:
+    "zygote", ...); "browser" for the main process (no --type), "" once it has gone."""
+    args = cmdline_args(pid)
+    if args is None:
         return ""
     for a in args:
         if a.startswith(b"--type="):

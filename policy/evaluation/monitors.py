@@ -40,7 +40,7 @@ os.environ.setdefault("MUJOCO_GL", "osmesa")
 
 import numpy as np  # noqa: E402
 
-from app.control.action_queue import DEFAULT_MERGE  # noqa: E402
+from app.control.action_queue import DEFAULT_MERGE, MERGE_RULES  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 CONDITIONS = ("ordinary", "unfamiliar", "layout", "moved")
@@ -333,7 +333,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "(policy.evaluation.closed_loop)")
     p.add_argument("--latency-ms", default="200,350",
                    help="--clock sim: observation -> chunk latency P50[,P95] ms, e.g. what app.tools.bench_live measured")
-    p.add_argument("--merge", choices=["replace", "blend", "rtc"], default=DEFAULT_MERGE)
+    p.add_argument("--merge", choices=MERGE_RULES, default=DEFAULT_MERGE)
     p.add_argument("--scenes", choices=["classic", "varied"], default=None,
                    help="default: the simulator's default scenes (hardware.sim.env.SimConfig)")
     p.add_argument("--window-s", type=float, default=5.0,
