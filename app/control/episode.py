@@ -22,6 +22,14 @@ class Rollout:
     chunks: list[ChunkRecord] = field(default_factory=list)
     clipped: int = 0                           # SafeArm's clipped + rate-limited commands in this rollout
     seconds: float = 0.0
+    robot_ticks: int | None = None             # control ticks the robot's own clock advanced (a sim's
+                                               # physics; None if it has no such count): below `ticks`
+                                               # when a busy machine slowed the simulated world
+
+    @property
+    def realtime_factor(self) -> float | None:
+        """Simulated time per wall-clock time over the rollout (1.0: the world kept real time)."""
+        return None if self.robot_ticks is None or not self.ticks else self.robot_ticks / self.ticks
 
     @property
     def success(self) -> bool:
@@ -52,6 +60,7 @@ def run_rollout(controller: Controller, robot, task: str, seed: int, instruction
     before = controller.status()
     controller.add_chunk_listener(chunks.append)
     started = time.monotonic()
+    robot_ticks = getattr(robot, "ticks", None)
     try:
         controller.start_policy()
         deadline = started + limit + 30.0          # the controller's own limit ends it first
@@ -64,7 +73,8 @@ def run_rollout(controller: Controller, robot, task: str, seed: int, instruction
         controller.remove_chunk_listener(chunks.append)
     outcome = after.outcome or (after.last_error or after.notice or "ended")
     clipped = (after.safety.clipped + after.safety.rate_limited) - (before.safety.clipped + before.safety.rate_limited)
+    robot_ticks = None if robot_ticks is None else robot.ticks - robot_ticks
     return Rollout(task, seed, instruction, outcome, after.tick - before.tick, chunks, int(clipped),
-                   time.monotonic() - started)
+                   time.monotonic() - started, robot_ticks)
 
 

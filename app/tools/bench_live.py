@@ -1,15 +1,18 @@
 """Benchmark: live success of the whole product, as an operator gets it.
 
-    python -m app.tools.bench_live --episodes-per-task 20 [--merge replace|blend|rtc] [--tasks a,b] [--browser]
+    python -m app.tools.bench_live --episodes-per-task 20 [--merge replace|blend|rtc] [--tasks a,b] [--browser] [--no-record]
 
 Starts run_demo's stack in this process (app/stack.py DemoStack: the policy server as a child
 process at run_demo's niceness, the MuJoCo robot with its camera threads, the control loop, and
 the Gradio console serving on a free port, recording rollouts into a temporary dataset), then
 runs episodes through the stack's own Controller on the wall clock (app/control/episode.py:
 reset the scene, the task's canonical instruction, START, until the task's check succeeds or its
-time limit passes). --browser keeps an operator's page open on the console meanwhile (headless
-chromium with nothing attached; `--browser playwright` drives it over DevTools instead, which costs
-the page CPU and memory an operator's browser does not). Seeds are the held-out evaluation seeds
+time limit passes), by default on the tasks the checkpoint was trained on (--tasks taught; all
+or names). Each rollout is recorded as the demo's START with Record ticked does (the recorder's
+tick listener and encoders during it, the save after it) unless --no-record. --browser keeps an
+operator's page open on the console meanwhile (headless chromium with nothing attached;
+`--browser playwright` drives it over DevTools instead, which costs the page CPU and memory an
+operator's browser does not). Seeds are the held-out evaluation seeds
 (hardware.sim.tasks.EVAL_SEED_BASE + i, as policy.evaluate).
 Prints a table and, on its last line, JSON:
   {"success": {TASK: rate}, "mean_success": x, "min_success": y, "latency_ms_p50": p50,
@@ -55,6 +58,9 @@ def summarise(rollouts: dict[str, list[Rollout]], merge: str) -> dict:
         "mean_seconds": {t: round(float(np.mean([r.seconds for r in rs])), 1) for t, rs in rollouts.items()},
         "clipped_per_episode": round(float(np.mean([r.clipped for rs in rollouts.values() for r in rs])), 1)
         if rollouts else 0.0,
+        # simulated per wall-clock time: below 1 the busy machine slowed the world, not the policy
+        "sim_realtime_factor": round(float(np.mean(factors)), 3) if (factors := [
+            r.realtime_factor for rs in rollouts.values() for r in rs if r.realtime_factor is not None]) else None,
         "outcomes": {t: sorted({r.outcome for r in rs}) for t, rs in rollouts.items()},
         "merge": merge,
         "clock": "real (run_demo's stack, console serving)",
@@ -62,6 +68,37 @@ def summarise(rollouts: dict[str, list[Rollout]], merge: str) -> dict:
 
 
 BROWSERS = ("none", "plain", "playwright")
+
+
+def taught_tasks(checkpoint: str | None) -> list[str]:
+    """The sim tasks a checkpoint was trained on: those with one of its training instructions
+    (its config.json's training.instructions); every training task when it records none (random
+    weights, an older checkpoint). The benchmarks' default: a task the policy was never shown
+    measures the task, not the product."""
+    import json
+    from pathlib import Path
+
+    from app.stack import DEFAULT_CHECKPOINT
+    from hardware.sim.tasks import TASKS, TRAINING_TASKS
+    config = Path(checkpoint or DEFAULT_CHECKPOINT) / "config.json"
+    try:
+        taught = {t.strip().lower() for t in json.loads(config.read_text())["training"]["instructions"]}
+    except (OSError, KeyError, TypeError, ValueError):
+        return list(TRAINING_TASKS)
+    return [name for name, task in sorted(TASKS.items())
+            if any(i.strip().lower() in taught for i in (task.instruction, *task.instructions))] \
+        or list(TRAINING_TASKS)
+
+
+def resolve_tasks(spec: str, checkpoint: str | None) -> list[str]:
+    """--tasks: "taught" (the checkpoint's own tasks), "all", or comma-separated names."""
+    from hardware.sim.tasks import TASKS
+    if spec == "taught":
+        return taught_tasks(checkpoint)
+    tasks = sorted(TASKS) if spec == "all" else [t.strip() for t in spec.split(",") if t.strip()]
+    if unknown := [t for t in tasks if t not in TASKS]:
+        raise SystemExit(f"unknown task(s) {unknown}; tasks: {', '.join(sorted(TASKS))} (or taught, all)")
+    return tasks
 
 
 @contextlib.contextmanager
@@ -107,18 +144,41 @@ def wait_for_viewer(stack: DemoStack, timeout_s: float = 120.0) -> None:
         time.sleep(0.5)
 
 
+def recorded_rollout(stack: DemoStack, task: str, seed: int, *, record: bool, max_steps: int | None = None,
+                     keep=lambda r: True) -> Rollout:
+    """One rollout of the task's canonical instruction, recorded as the console's START with Record
+    ticked does (the recorder opens the episode, the rollout's ticks and imagined futures go into
+    it, the end saves it, labelled by the task check) when record is set. keep(rollout) False
+    discards the episode instead (a rollout cut off by the end of a benchmark)."""
+    from hardware.sim.tasks import TASKS
+    recorder = stack.recorder if record else None
+    if record and recorder is None:
+        raise ValueError("record=True needs a stack with a dataset (StackConfig.dataset)")
+    if recorder is not None:
+        recorder.start(TASKS[task].instruction, "policy")
+    try:
+        r = run_rollout(stack.controller, stack.robot, task, seed, TASKS[task].instruction, max_steps=max_steps)
+    except BaseException:
+        if recorder is not None:
+            recorder.discard()
+        raise
+    if recorder is not None:
+        recorder.save() if keep(r) else recorder.discard()
+    return r
+
+
 def run_all(stack: DemoStack, tasks: list[str], args, rollouts: dict[str, list[Rollout]], console) -> None:
-    from hardware.sim.tasks import EVAL_SEED_BASE, TASKS
+    from hardware.sim.tasks import EVAL_SEED_BASE
     for task in tasks:
         for i in range(args.episodes_per_task):
             seed = EVAL_SEED_BASE + args.first_seed + i
-            r = run_rollout(stack.controller, stack.robot, task, seed, TASKS[task].instruction,
-                            max_steps=args.max_steps)
+            r = recorded_rollout(stack, task, seed, record=args.record, max_steps=args.max_steps)
             rollouts.setdefault(task, []).append(r)
             if (why := stack.check()) is not None:
                 raise SystemExit(f"the stack failed during the benchmark: {why}")
             wins = sum(x.success for x in rollouts[task])
-            console.print(f"{task} seed {seed}: {r.outcome} in {r.seconds:.1f} s, {len(r.chunks)} chunks "
+            pace = "" if r.realtime_factor is None else f", world at {r.realtime_factor:.2f}x real time"
+            console.print(f"{task} seed {seed}: {r.outcome} in {r.seconds:.1f} s, {len(r.chunks)} chunks{pace} "
                           f"({wins}/{len(rollouts[task])})")
 
 
@@ -126,13 +186,17 @@ def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(prog="python -m app.tools.bench_live", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--episodes-per-task", type=int, default=20)
-    p.add_argument("--tasks", default="all", help="comma-separated task names, or all")
+    p.add_argument("--tasks", default="taught",
+                   help="comma-separated task names, all, or taught (default: the tasks the checkpoint was trained on)")
     p.add_argument("--first-seed", type=int, default=0, help="offset into the held-out seeds")
     p.add_argument("--merge", choices=MERGE_RULES, default=StackConfig.merge)
     p.add_argument("--checkpoint", default=None, help="default: the shipped assets/checkpoints/sim-tiny")
     p.add_argument("--max-steps", type=int, default=None, help="cap episodes at this many ticks")
     p.add_argument("--policy-nice", type=int, default=StackConfig.policy_nice,
                    help="niceness of the policy child (run_demo's default: %(default)s)")
+    p.add_argument("--no-record", dest="record", action="store_false",
+                   help="do not record the rollouts (the demo records each one by default: run_demo's dataset, "
+                        "the console's Record box ticked)")
     p.add_argument("--browser", nargs="?", const="plain", default="none", choices=BROWSERS,
                    help="keep the console open in headless chromium meanwhile, the live feeds streaming as for "
                         "an operator watching: plain (the default of a bare --browser) has nothing attached; "
@@ -143,15 +207,11 @@ def main(argv: list[str] | None = None) -> dict:
     from rich.console import Console
     from rich.table import Table
 
-    from hardware.sim.tasks import TASKS
-    tasks = sorted(TASKS) if args.tasks == "all" else [t.strip() for t in args.tasks.split(",")]
-    unknown = [t for t in tasks if t not in TASKS]
-    if unknown:
-        raise SystemExit(f"unknown task(s) {unknown}; tasks: {', '.join(sorted(TASKS))}")
+    tasks = resolve_tasks(args.tasks, args.checkpoint)
     console = Console(stderr=True)
     rollouts: dict[str, list[Rollout]] = {}
     with tempfile.TemporaryDirectory(prefix="bench_live_") as tmp, \
-            live_stack(tmp, checkpoint=args.checkpoint, merge=args.merge, browser=args.browser,
+            live_stack(tmp, checkpoint=args.checkpoint, merge=args.merge, browser=args.browser, record=args.record,
                        console=console, policy_nice=args.policy_nice) as (stack, _page):
         served, t0 = stack.console.feeds.served(), time.monotonic()
         run_all(stack, tasks, args, rollouts, console)
@@ -162,6 +222,7 @@ def main(argv: list[str] | None = None) -> dict:
     summary["browser"] = args.browser
     summary["page_fps"] = page_fps if args.browser != "none" else {}
     summary["policy_nice"] = args.policy_nice
+    summary["recorded"] = args.record
     table = Table(title=f"live success ({summary['clock']}, merge={args.merge})")
     for col in ("task", "success", "episodes", "mean s"):
         table.add_column(col)

@@ -6,9 +6,9 @@
 Starts run_demo's stack in this process with an operator's page open in headless chromium
 (app.tools.bench_live.live_stack: policy server child, MuJoCo sim with three cameras,
 10 Hz control loop, Gradio console, recording into a temporary dataset), and cycles the policy
-through the tasks on the wall clock (app.control.episode.run_rollout: reset the scene with the
-next held-out seed, the task's canonical instruction, START, until the task check or its time
-limit; next task ...). The page (--browser):
+through the tasks the checkpoint was taught (--tasks) on the wall clock (bench_live.recorded_rollout:
+reset the scene with the next held-out seed, the task's canonical instruction, START with Record
+ticked, until the task check or its time limit, save; next task ...). The page (--browser):
   plain       (default) `chromium --headless=new URL` started by this process, as an operator's
               browser: nothing attached to it. The page's frame rate is what the console served
               to it (app.live_view.LiveFeeds.served).
@@ -122,7 +122,7 @@ class SoakConfig:
     minutes: float = 60.0
     interval_s: float = 60.0
     warmup_s: float = 120.0
-    tasks: tuple[str, ...] = ()         # empty: every sim task, in turn
+    tasks: tuple[str, ...] = ()         # cycled through in turn; empty: the tasks the checkpoint was taught
     first_seed: int = 0                 # offset into the held-out seeds
     checkpoint: str | None = None
     merge: str = DEFAULT_MERGE
@@ -151,25 +151,20 @@ class Soak:
             self._latencies.append(float(chunk.latency_ms))
 
     def _run(self) -> None:
-        from app.control.episode import run_rollout
-        from hardware.sim.tasks import EVAL_SEED_BASE, TASKS
-        tasks = list(self.config.tasks) or sorted(TASKS)
+        from app.tools.bench_live import recorded_rollout, taught_tasks
+        from hardware.sim.tasks import EVAL_SEED_BASE
+        tasks = list(self.config.tasks) or taught_tasks(self.config.checkpoint)
         i = 0
         try:
             while not self.stop.is_set():
                 task = tasks[i % len(tasks)]
                 seed = EVAL_SEED_BASE + self.config.first_seed + i
-                recorder = self.stack.recorder if self.config.record else None
-                if recorder is not None:     # as the console's START with Record ticked
-                    recorder.start(TASKS[task].instruction, "policy")
-                r = run_rollout(self.stack.controller, self.stack.robot, task, seed, TASKS[task].instruction,
-                                max_steps=self.config.max_steps)
-                if self.stop.is_set() and not r.success:     # cut off by the end of the soak: not counted
-                    if recorder is not None:
-                        recorder.discard()
+                # cut off by the end of the soak: discarded, not counted
+                cut_off = lambda r: self.stop.is_set() and not r.success  # noqa: E731
+                r = recorded_rollout(self.stack, task, seed, record=self.config.record,
+                                     max_steps=self.config.max_steps, keep=lambda r: not cut_off(r))
+                if cut_off(r):
                     break
-                if recorder is not None:
-                    recorder.save()
                 with self._lock:
                     self.episodes += 1
                     self.successes += int(r.success)
@@ -289,7 +284,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--minutes", type=float, default=60.0, help="length of the soak after start-up (default 60)")
     p.add_argument("--interval", type=float, default=60.0, help="seconds between rows (default 60)")
     p.add_argument("--warmup", type=float, default=120.0, help="seconds left out of the fits (default 120)")
-    p.add_argument("--tasks", default="all", help="comma-separated task names to cycle through, or all")
+    p.add_argument("--tasks", default="taught", help="comma-separated task names to cycle through, all, or "
+                   "taught (default: the tasks the checkpoint was trained on)")
     p.add_argument("--first-seed", type=int, default=0, help="offset into the held-out seeds")
     p.add_argument("--checkpoint", default=None, help="default: the shipped assets/checkpoints/sim-tiny")
     p.add_argument("--merge", choices=MERGE_RULES, default=DEFAULT_MERGE)
@@ -305,10 +301,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.interval > args.minutes * 60:
         p.error(f"--interval {args.interval:g} s is longer than the soak ({args.minutes * 60:g} s): no row would "
                 "be printed; lower --interval or raise --minutes")
-    from hardware.sim.tasks import TASKS
-    tasks = () if args.tasks == "all" else tuple(t.strip() for t in args.tasks.split(","))
-    if unknown := [t for t in tasks if t not in TASKS]:
-        p.error(f"unknown task(s) {unknown}; tasks: {', '.join(sorted(TASKS))}")
+    from app.tools.bench_live import resolve_tasks
+    tasks = tuple(resolve_tasks(args.tasks, args.checkpoint))
     config = SoakConfig(minutes=args.minutes, interval_s=args.interval, warmup_s=args.warmup, tasks=tasks,
                         first_seed=args.first_seed, checkpoint=args.checkpoint, merge=args.merge,
                         record=not args.no_record, max_steps=args.max_steps)

@@ -185,12 +185,26 @@ class SimRobot:
         self.close()
 
     # -- episode -----------------------------------------------------------------------------
-    def reset(self, task: str | None = None, seed: int | None = None) -> None:
-        """New episode (thread-safe): home pose, objects laid out from the seed."""
+    def reset(self, task: str | None = None, seed: int | None = None, timeout_s: float = 5.0) -> None:
+        """New episode (thread-safe): home pose, objects laid out from the seed. Returns once every
+        camera shows the new scene: until then a camera's newest frame is the old one (the arm
+        over the last episode's goal), and a policy started at once would act on that picture
+        with the new state (measured: it sent the arm off in a wrong direction)."""
         with self._lock:
             self.env.reset(task=task, seed=seed)
             self._target = self.env.target.copy()
             self._snapshot()
+            reset_at = self._render_time
+        if not self.running:            # not started: start() waits for its first frames
+            return
+        deadline = time.monotonic() + timeout_s
+        while not all((f := c.latest()) is not None and f.timestamp >= reset_at for c in self.cameras.values()):
+            if self.render_error is not None or not self.running:
+                raise RuntimeError(f"sim rendering stopped during the reset: {self.render_error or 'robot closed'}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the sim cameras showed no frame of the new scene within {timeout_s:g} s of "
+                                   "the reset; the machine is overloaded or rendering is stuck (check MUJOCO_GL)")
+            time.sleep(0.002)
 
     def push_object(self, name: str, dx: float, dy: float) -> None:
         """Thread-safe SimEnv.push_object: someone moves an object while the robot works."""

@@ -40,6 +40,7 @@ def test_a_rollout_that_never_succeeds_ends_at_its_time_limit_and_holds(stack):
     assert 13 <= r.ticks <= 25                  # 1.5 s at 10 Hz, plus the stop that follows
     assert r.chunks and all(c.latency_ms > 0 for c in r.chunks)
     assert status.task_done is False            # the live "task check" badge: not yet
+    assert r.robot_ticks is not None and 0.5 < r.realtime_factor < 1.5   # the sim's own clock kept pace
     held = robot.target()
     import time
     time.sleep(0.3)

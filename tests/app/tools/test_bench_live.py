@@ -1,4 +1,4 @@
-"""app.tools.bench_live: its browser choice. The benchmark itself runs through the same live_stack in
+"""app.tools.bench_live: its browser choice and default tasks. The benchmark itself runs through the same live_stack in
 tests/app/tools/test_bench_soak.py's short real soak (plain chromium) and in the note's measurements."""
 from __future__ import annotations
 
@@ -28,3 +28,17 @@ def test_a_bare_browser_flag_is_an_operators_plain_chromium(monkeypatch):
         with pytest.raises(SystemExit):
             bench_live.main(argv)
         assert parsed[-1].browser == want
+
+
+def test_the_default_tasks_are_the_ones_the_checkpoint_was_taught(tmp_path):
+    from hardware.sim.tasks import TASKS, TRAINING_TASKS
+    shipped = bench_live.taught_tasks(None)           # assets/checkpoints/sim-tiny's training instructions
+    assert shipped == ["handover_bar", "put_blue_on_plate", "put_red_on_plate", "stack_green_on_purple"]
+    assert set(shipped) < set(TASKS)                   # evaluation-only and untrained tasks are left out
+    assert bench_live.taught_tasks(str(tmp_path)) == list(TRAINING_TASKS)   # no config.json: every training task
+    (tmp_path / "config.json").write_text('{"training": {"instructions": ["Put the blue block on the plate "]}}')
+    assert bench_live.taught_tasks(str(tmp_path)) == ["put_blue_on_plate"]
+    assert bench_live.resolve_tasks("all", None) == sorted(TASKS)
+    assert bench_live.resolve_tasks(" put_red_on_plate, handover_bar", None) == ["put_red_on_plate", "handover_bar"]
+    with pytest.raises(SystemExit, match=r"unknown task\(s\) \['put_red'\].*or taught, all"):
+        bench_live.resolve_tasks("put_red", None)

@@ -86,6 +86,28 @@ def test_reset_is_thread_safe_and_restores_home(robot):
     assert not robot.success()
 
 
+def test_reset_returns_once_every_camera_shows_the_new_scene(robot):
+    # A policy started right after a reset must not see the last episode's picture with the new state.
+    robot.reset(seed=0)
+    target = np.asarray(ALOHA_SPEC.home, dtype=np.float32).copy()
+    target[0] += 0.5
+    target[7] -= 0.5
+    robot.arm.command(target)
+    assert wait_until(lambda: abs(robot.arm.read_state().position[0] - target[0]) < 0.03)
+    time.sleep(0.3)
+    moved = {name: cam.read_latest().rgb.copy() for name, cam in robot.cameras.items()}
+    before = time.monotonic()
+    robot.reset(seed=1)
+    at_reset = {name: cam.latest() for name, cam in robot.cameras.items()}
+    time.sleep(0.3)                            # the arm holds home: later frames show the same scene
+    settled = {name: cam.read_latest().rgb for name, cam in robot.cameras.items()}
+    for name in robot.cameras:
+        assert at_reset[name].timestamp >= before, name
+        changed = np.abs(moved[name].astype(int) - settled[name].astype(int)).mean()
+        stale = np.abs(at_reset[name].rgb.astype(int) - settled[name].astype(int)).mean()
+        assert changed > 0.5 and stale < 0.1 * changed, (name, changed, stale)
+
+
 def test_unknown_or_depth_camera_is_refused(robot):
     with pytest.raises(ValueError, match="no camera 'top'"):
         SimCamera(CameraConfig(name="top"), robot)
