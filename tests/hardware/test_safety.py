@@ -100,6 +100,21 @@ def test_targets_are_clipped_to_limits_with_margin(arm):
         SafeArm(arm, SafetyConfig(limit_margin=0.6))
 
 
+def test_rounding_past_a_limit_is_clamped_but_not_counted(arm):
+    safe = SafeArm(arm, SafetyConfig(max_step=(10.0, 10.0, 10.0)))
+    upper = np.asarray(SPEC.upper)
+    sent = safe.command(upper + [0.02, 0.0, 0.0], now=0.0)       # a saturated target, sampled 0.02 past
+    np.testing.assert_allclose(sent, upper)                       # clamped all the same
+    assert safe.events.clipped == 0
+    safe.command(upper + [0.0, 0.05, 0.0], now=0.1)               # past the tolerance: a real clip
+    assert safe.events.clipped == 1
+    strict = SafeArm(arm, SafetyConfig(max_step=(10.0, 10.0, 10.0), limit_tolerance=0.0))
+    strict.command(upper + [0.001, 0.0, 0.0], now=0.2)
+    assert strict.events.clipped == 1
+    with pytest.raises(ValueError, match="limit_tolerance"):
+        SafeArm(arm, SafetyConfig(limit_tolerance=-1.0))
+
+
 def test_per_tick_change_is_capped_from_the_measured_pose(arm):
     safe = SafeArm(arm)   # max_step from the RobotSpec: (0.1, 0.2, 0.5)
     home = np.asarray(SPEC.home)
