@@ -1,8 +1,8 @@
 """The safety layer: the only path from a command to an Arm.
 
 Chain (in order): shape / NaN check -> clip to joint limits (with a margin; counted as clipped
-when beyond limit_tolerance) -> cap the per-tick change -> send. A watchdog holds the measured position when no fresh command
-arrives in time. Holding never releases torque: a gravity-loaded arm must not drop.
+when beyond limit_tolerance) -> cap the per-tick change -> send. A watchdog holds the measured
+position when no fresh command arrives in time. Holding never releases torque: a gravity-loaded arm must not drop.
 
 Watchdog, two ways, same rule (hold once `watchdog_s` has passed since the last command):
 - `tick(now)`, called by whoever drives the arm (the controller, every control tick; on a

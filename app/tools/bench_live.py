@@ -79,15 +79,13 @@ def taught_tasks(checkpoint: str | None) -> list[str]:
     from pathlib import Path
 
     from app.stack import DEFAULT_CHECKPOINT
-    from hardware.sim.tasks import TASKS, TRAINING_TASKS
+    from hardware.sim.tasks import TRAINING_TASKS, tasks_taught_by
     config = Path(checkpoint or DEFAULT_CHECKPOINT) / "config.json"
     try:
-        taught = {t.strip().lower() for t in json.loads(config.read_text())["training"]["instructions"]}
+        taught = tasks_taught_by(json.loads(config.read_text())["training"]["instructions"])
     except (OSError, KeyError, TypeError, ValueError):
-        return list(TRAINING_TASKS)
-    return [name for name, task in sorted(TASKS.items())
-            if any(i.strip().lower() in taught for i in (task.instruction, *task.instructions))] \
-        or list(TRAINING_TASKS)
+        taught = []
+    return sorted(taught) or list(TRAINING_TASKS)
 
 
 def resolve_tasks(spec: str, checkpoint: str | None) -> list[str]:

@@ -150,6 +150,10 @@ class Soak:
         with self._lock:
             self._latencies.append(float(chunk.latency_ms))
 
+    def _counted(self, r) -> bool:
+        """False for a rollout cut off by the end of the soak (discarded, not counted)."""
+        return r.success or not self.stop.is_set()
+
     def _run(self) -> None:
         from app.tools.bench_live import recorded_rollout, taught_tasks
         from hardware.sim.tasks import EVAL_SEED_BASE
@@ -159,11 +163,9 @@ class Soak:
             while not self.stop.is_set():
                 task = tasks[i % len(tasks)]
                 seed = EVAL_SEED_BASE + self.config.first_seed + i
-                # cut off by the end of the soak: discarded, not counted
-                cut_off = lambda r: self.stop.is_set() and not r.success  # noqa: E731
                 r = recorded_rollout(self.stack, task, seed, record=self.config.record,
-                                     max_steps=self.config.max_steps, keep=lambda r: not cut_off(r))
-                if cut_off(r):
+                                     max_steps=self.config.max_steps, keep=self._counted)
+                if not self._counted(r):
                     break
                 with self._lock:
                     self.episodes += 1

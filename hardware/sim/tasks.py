@@ -280,6 +280,16 @@ TASKS: dict[str, Task] = {t.name: t for t in (
 )}
 TRAINING_TASKS: tuple[str, ...] = tuple(name for name, task in TASKS.items() if task.training)
 EVALUATION_ONLY_TASKS: tuple[str, ...] = tuple(name for name, task in TASKS.items() if not task.training)
+
+
+def tasks_taught_by(instructions) -> list[str]:
+    """Training tasks (in TASKS order) one of whose own instructions is among `instructions` (a
+    checkpoint's training instructions; case and outer spaces ignored)."""
+    have = {t.strip().lower() for t in instructions}
+    return [name for name, task in TASKS.items() if task.training
+            and any(i.strip().lower() in have for i in (task.instruction, *task.instructions))]
+
+
 DEFAULT_TASK = "put_red_on_plate"
 # Seeds split the layouts: demonstrations use seeds below this, evaluation (policy.evaluate,
 # app.tools.bench_live) seeds from it upward, so no evaluated scene was ever demonstrated.

@@ -54,10 +54,9 @@ def scene_of(task: str | None) -> list[str] | None:
 def taught_tasks(training: list[str], passes: Callable[[str], bool]) -> list[str]:
     """Training tasks a checkpoint was taught: one of the task's own instructions is a training
     instruction, or its canonical instruction passes the slot test (`passes`)."""
-    from hardware.sim.tasks import TASKS
-    have = {t.strip().lower() for t in training}
-    return [name for name, task in TASKS.items() if task.training
-            and (any(i.lower() in have for i in task.instructions) or passes(task.instruction))]
+    from hardware.sim.tasks import TASKS, tasks_taught_by
+    named = set(tasks_taught_by(training))
+    return [name for name, task in TASKS.items() if task.training and (name in named or passes(task.instruction))]
 
 
 def load_sets(training: list[str], passes: Callable[[str], bool], held_out: Path = HELD_OUT,
