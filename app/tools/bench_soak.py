@@ -43,6 +43,7 @@ Targets (issue 19): RSS < 20 MB/h per process, no fd or temp growth, last fps an
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -59,6 +60,7 @@ import numpy as np  # noqa: E402
 
 from app.control.action_queue import DEFAULT_MERGE, MERGE_RULES  # noqa: E402
 from app.status import percentile  # noqa: E402
+from app.tools.heap_growth import HeapGrowth  # noqa: E402
 from app.tools.proc_probes import by_role, chromium_profile, dir_size_mb, fd_count, process_groups, pss_mb, rss_mb  # noqa: E402
 
 LIVE_ROWS = 12                  # rows the live view shows (the last ones); all are printed at the end
@@ -106,6 +108,7 @@ def summarise(rows: list[dict], warmup_s: float) -> dict:
         "fps_first_last": {"page": {c: _first_last([r["fps_page"].get(c) for r in steady]) for c in cams},
                            "stack": {c: _first_last([r["fps_stack"].get(c) for r in steady]) for c in cams}},
         "latency_ms_first_last": _first_last([r["latency_ms_p50"] for r in steady]),
+        "py_objects_first_last": _first_last([r.get("py_objects") for r in steady]),
         "rss_mb_first_last": {n: [round(steady[0]["rss_mb"].get(n, 0.0), 1), round(steady[-1]["rss_mb"].get(n, 0.0), 1)]
                               for n in names},
         "episodes": last.get("episodes", 0),
@@ -234,6 +237,7 @@ class Soak:
             "episodes": episodes,
             "successes": successes,
             "load_1m": round(os.getloadavg()[0], 2),
+            "py_objects": len(gc.get_objects()),      # this process's objects the GC tracks: Python-level growth
         }
 
 
@@ -255,6 +259,17 @@ def rows_table(rows: list[dict], title: str):
                       f"{r['tmp_mb']:.2f}", f"{r['recording_mb']:.0f}", fps(r["fps_page"]), fps(r["fps_stack"]),
                       "-" if r["latency_ms_p50"] is None else f"{r['latency_ms_p50']:.0f}",
                       f"{r['episodes']} ({r['successes']})", f"{r['load_1m']:.1f}")
+    return table
+
+
+def heap_table(report: dict):
+    from rich.table import Table
+    first, last = report["traced_mb_first_last"]
+    table = Table(title=f"Python allocations that grew after the warm-up (traced {first:.1f} -> {last:.1f} MB)")
+    for col in ("MB", "blocks", "allocated at (innermost first)"):
+        table.add_column(col, justify="right" if col != "allocated at (innermost first)" else "left")
+    for site in report["sites"]:
+        table.add_row(f"{site['mb']:.3f}", str(site["count"]), "\n".join(site["traceback"][:6]))
     return table
 
 
@@ -297,9 +312,14 @@ def main(argv: list[str] | None = None) -> dict:
                    help="plain: chromium started as an operator's browser, nothing attached; playwright: "
                         "driven over the DevTools protocol (page counters read from the page)")
     p.add_argument("--plot", metavar="PATH", help="write a PNG of RSS per process and latency over time")
+    p.add_argument("--tracemalloc", type=int, default=0, metavar="N",
+                   help="diagnostic: trace this process's Python allocations and report the N sites that grew "
+                        "most after the warm-up (slows the rollouts; app.tools.heap_growth)")
     args = p.parse_args(argv)
     if args.minutes <= 0 or args.interval <= 0 or args.warmup < 0:
         p.error("--minutes and --interval must be > 0 and --warmup >= 0")
+    if args.tracemalloc < 0:
+        p.error("--tracemalloc N needs N >= 0 (0: off)")
     if args.interval > args.minutes * 60:
         p.error(f"--interval {args.interval:g} s is longer than the soak ({args.minutes * 60:g} s): no row would "
                 "be printed; lower --interval or raise --minutes")
@@ -318,6 +338,9 @@ def main(argv: list[str] | None = None) -> dict:
     console = Console(stderr=True)
     console.width = max(console.width, 150)     # the table has a dozen columns
     rows: list[dict] = []
+    heap = HeapGrowth() if args.tracemalloc else None
+    if heap is not None:
+        heap.start()
     with tempfile.TemporaryDirectory(prefix="bench_soak_") as tmp:
         # Gradio's cache, private to this run (other processes on the machine share /tmp/gradio).
         # Set before the stack imports gradio: gradio reads it at import and at Blocks().
@@ -346,6 +369,8 @@ def main(argv: list[str] | None = None) -> dict:
                         if time.monotonic() >= next_row - 1e-3:
                             rows.append(soak.sample())
                             next_row += config.interval_s
+                            if heap is not None and not heap.marked and rows[-1]["t_s"] >= config.warmup_s:
+                                heap.mark()
                             if not console.is_terminal:     # a log file: one plain line per row
                                 console.print(json.dumps(rows[-1]), soft_wrap=True, markup=False)
                         progress.update(bar, completed=min(config.minutes * 60, time.monotonic() - soak._t0))
@@ -360,11 +385,15 @@ def main(argv: list[str] | None = None) -> dict:
                 soak.finish()
             if failure:
                 raise SystemExit(failure)
+            heap_report = heap.report(args.tracemalloc) if heap is not None else None
     console.print(rows_table(rows, title))
     summary = summarise(rows, config.warmup_s)
     summary.update(minutes=config.minutes, interval_s=config.interval_s, load_average=list(os.getloadavg()),
                    browser=args.browser,
                    cpus=os.cpu_count(), recording=config.record, rows=rows)
+    if heap_report is not None:
+        summary["python_heap_growth"] = heap_report
+        console.print(heap_table(heap_report))
     console.print(f"RSS growth MB/h {summary['rss_growth_mb_per_h']}; fd growth {summary['fd_growth']}; "
                   f"tmp growth {summary['tmp_growth_mb']} MB; latency p50 first/last "
                   f"{summary['latency_ms_first_last']} ms; {summary['successes']}/{summary['episodes']} succeeded")
