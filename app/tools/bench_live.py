@@ -54,6 +54,11 @@ def summarise(rollouts: dict[str, list[Rollout]], merge: str) -> dict:
         "min_success": round(float(min(success.values())), 4) if success else 0.0,
         "latency_ms_p50": percentile(latency, 50),
         "latency_ms_p95": percentile(latency, 95),
+        # where it goes (p50 of each stage; they need not add up to the total's p50): the client's
+        # resize + serialise, the wire both ways, waiting in the server's queue, the model itself
+        "latency_ms_p50_by_stage": {stage: percentile(values, 50) for stage in LATENCY_STAGES if (values := [
+            r_chunk.timings_ms[stage] for rs in rollouts.values() for r in rs for r_chunk in r.chunks
+            if stage in r_chunk.timings_ms])},
         "episodes_per_task": {t: len(rs) for t, rs in rollouts.items()},
         "mean_seconds": {t: round(float(np.mean([r.seconds for r in rs])), 1) for t, rs in rollouts.items()},
         "clipped_per_episode": round(float(np.mean([r.clipped for rs in rollouts.values() for r in rs])), 1)
@@ -68,6 +73,7 @@ def summarise(rollouts: dict[str, list[Rollout]], merge: str) -> dict:
 
 
 BROWSERS = ("none", "plain", "playwright")
+LATENCY_STAGES = ("resize", "serialise", "network", "queue", "inference", "client_total")
 
 
 def taught_tasks(checkpoint: str | None) -> list[str]:
@@ -231,6 +237,7 @@ def main(argv: list[str] | None = None) -> dict:
     console.print(table)
     console.print(f"latency observation -> queued: p50 {summary['latency_ms_p50']} ms, "
                   f"p95 {summary['latency_ms_p95']} ms; clipped commands per episode {summary['clipped_per_episode']}")
+    console.print("p50 by stage (ms): " + ", ".join(f"{k} {v}" for k, v in summary["latency_ms_p50_by_stage"].items()))
     if summary["page_fps"]:
         console.print("page frame rate per camera (served to the browser): "
                       + ", ".join(f"{c} {f:g} fps" for c, f in summary["page_fps"].items()))

@@ -42,3 +42,20 @@ def test_the_default_tasks_are_the_ones_the_checkpoint_was_taught(tmp_path):
     assert bench_live.resolve_tasks(" put_red_on_plate, handover_bar", None) == ["put_red_on_plate", "handover_bar"]
     with pytest.raises(SystemExit, match=r"unknown task\(s\) \['put_red'\].*or taught, all"):
         bench_live.resolve_tasks("put_red", None)
+
+
+def test_the_summary_splits_the_latency_by_stage():
+    import numpy as np
+
+    from app.control.episode import Rollout
+    from app.control.records import ChunkRecord
+
+    def chunk(total: float, inference: float) -> ChunkRecord:
+        return ChunkRecord(0, np.zeros((16, 14), np.float32), 0, total,
+                           {"network": 1.0, "queue": total - inference - 1.0, "inference": inference}, "", 0)
+    a = Rollout("put_red_on_plate", 1, "", "succeeded", 60, chunks=[chunk(100, 40), chunk(120, 50)])
+    b = Rollout("put_red_on_plate", 2, "", "timed out", 400, chunks=[chunk(300, 60)])
+    s = bench_live.summarise({"put_red_on_plate": [a, b]}, "rtc")
+    assert s["success"] == {"put_red_on_plate": 0.5}
+    assert s["latency_ms_p50"] == 120.0
+    assert s["latency_ms_p50_by_stage"] == {"network": 1.0, "queue": 69.0, "inference": 50.0}   # resize etc. absent
