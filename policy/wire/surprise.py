@@ -43,10 +43,16 @@ class SeenFrames:
 class ImaginedFrames:
     """Frames at the imagined steps of the last few chunks; `add` hands back chunks whose steps are all in."""
 
-    def __init__(self, stride: int, count: int, max_open: int = 4, lookback: int | None = None):
+    def __init__(self, stride: int, count: int, max_open: int = 4, lookback: int | None = None,
+                 cameras: tuple[str, ...] | None = None):
+        """cameras: the views the policy needs (its metadata's camera_names). A step counts only
+        when every one of them delivered a frame (a camera that failed that tick: the step is
+        skipped, the chunk does not complete), so each camera's list has one frame per step.
+        None: the cameras of the first frames taken, exactly."""
         if stride < 1 or count < 1:
             raise ValueError(f"ImaginedFrames needs stride >= 1 and count >= 1, got {stride}, {count}")
         self.stride, self.count, self.max_open = stride, count, max_open
+        self.cameras = None if cameras is None else frozenset(cameras)
         self.lookback = stride * count // 2 if lookback is None else lookback   # ticks a chunk may arrive late
         self._open: OrderedDict[int, SeenFrames] = OrderedDict()
         self._recent: deque[tuple[int, dict[str, np.ndarray]]] = deque(maxlen=max(0, self.lookback))
@@ -56,7 +62,8 @@ class ImaginedFrames:
         """None for a policy that imagines nothing (future_frames 0)."""
         if not metadata.future_frames:
             return None
-        return cls(max(1, metadata.chunk_length // metadata.future_frames), metadata.future_frames, max_open)
+        return cls(max(1, metadata.chunk_length // metadata.future_frames), metadata.future_frames, max_open,
+                   cameras=tuple(metadata.camera_names) or None)
 
     @property
     def steps(self) -> list[int]:
@@ -88,12 +95,14 @@ class ImaginedFrames:
 
     def _take(self, seen: SeenFrames, tick: int, images: dict[str, np.ndarray], copy: bool) -> None:
         step = tick - seen.obs_tick
-        complete = not seen.frames or set(images) >= set(seen.frames)   # a camera that failed: skip the step
+        # Every step needs the same cameras: a camera missing at one step (it failed that tick) must
+        # not leave it one frame short of the others (a request the server refuses).
+        needed = self.cameras or (frozenset(seen.frames) if seen.frames else frozenset(images))
         if step > 0 and step % self.stride == 0 and step // self.stride <= self.count \
-                and step not in seen.steps and complete:
+                and step not in seen.steps and needed <= set(images):
             seen.steps.append(step)
-            for name, image in images.items():
-                seen.frames.setdefault(name, []).append(np.array(image) if copy else image)
+            for name in needed:
+                seen.frames.setdefault(name, []).append(np.array(images[name]) if copy else images[name])
 
     def clear(self) -> None:
         self._open.clear()

@@ -52,3 +52,26 @@ def test_frames_are_copied_because_cameras_may_reuse_their_buffers():
         buffer["head"][:] = tick                        # the camera writes into the same array
         done += frames.add(tick, buffer)
     assert [int(f[0, 0, 0]) for f in done[0].frames["head"]] == [2, 4, 6, 8]
+
+
+def test_a_camera_missing_at_one_step_never_leaves_it_a_frame_short():
+    # Under load a camera's capture fails for a tick: that tick's step is not taken for any camera.
+    # Before, a camera absent at the first step got 7 frames to the others' 8 and the server refused.
+    both = lambda t: {"head": np.full((2, 2, 3), t, np.uint8), "wrist": np.full((2, 2, 3), t, np.uint8)}
+    for cameras in (("head", "wrist"), None):
+        frames = ImaginedFrames(stride=2, count=4, cameras=cameras)
+        frames.open(3, obs_tick=0)
+        done = []
+        for tick in range(1, 9):
+            images = both(tick)
+            if tick == 2:
+                del images["wrist"]                        # the wrist camera failed at the first step
+            done += frames.add(tick, images)
+        if cameras is None:                                # first step's cameras, exactly: head only
+            assert done and set(done[0].frames) == {"head"} and len(done[0].frames["head"]) == 4
+        else:                                              # step 2 skipped: the chunk cannot complete
+            assert done == []
+        frames = ImaginedFrames(stride=2, count=4, cameras=cameras)
+        frames.open(4, obs_tick=0)
+        done = [d for tick in range(1, 9) for d in frames.add(tick, both(tick) if tick != 4 else {"head": both(4)["head"]})]
+        assert done == []                                  # a later step missing a camera: skipped as well
