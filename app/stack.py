@@ -58,6 +58,8 @@ class StackConfig:
     merge: str = DEFAULT_MERGE               # how a new chunk joins the action queue: replace / blend / rtc
     auto_hold: bool = False                  # PAUSE when imagination surprise stays "lost" (app.surprise)
     auto_hold_chunks: int = 2                # ... for this many chunks in a row
+    heap_trim_s: float | None = 30.0         # malloc_trim this often (app.heap_trim: RSS that fragmentation
+                                             # kept); None: never
 
 
 class DemoStack:
@@ -76,6 +78,7 @@ class DemoStack:
         self.surprise = None                      # app.surprise.SurpriseMonitor (policies that imagine)
         self.recorder = None
         self.console = None
+        self.heap_trimmer = None                  # app.heap_trim.HeapTrimmer
         self.url: str | None = None
         self._stopping = threading.Event()
         self._last_tick = (-1, time.monotonic())
@@ -128,6 +131,10 @@ class DemoStack:
         self._start_leader()
         self._start_controller(metadata)
         self._start_console(metadata)
+        if cfg.heap_trim_s is not None:
+            from app.heap_trim import HeapTrimmer
+            self.heap_trimmer = HeapTrimmer(cfg.heap_trim_s)
+            self.heap_trimmer.start()
 
     def _handshake(self, address: str):
         from policy.wire.client import PolicyClientError
@@ -328,7 +335,8 @@ class DemoStack:
     def close(self) -> None:
         """Reverse order; every step runs even if an earlier one fails. Safe to call twice."""
         self._stopping.set()
-        steps = [("controller", lambda: self.controller and self.controller.close()),
+        steps = [("heap trimmer", lambda: self.heap_trimmer and self.heap_trimmer.stop()),
+                 ("controller", lambda: self.controller and self.controller.close()),
                  ("console", lambda: self.console and self.console.close()),
                  ("previews", lambda: self.previews and self.previews.close()),
                  ("surprise monitor", lambda: self.surprise and self.surprise.close()),
@@ -345,5 +353,5 @@ class DemoStack:
             except Exception as exc:       # keep going: the rest must still shut down
                 log.warning("closing the %s failed: %s", name, exc)
         self.controller = self.console = self.previews = self.recorder = self.robot = self.hardware_arm = None
-        self.surprise = self.leader = self.leader_follow = None
+        self.surprise = self.leader = self.leader_follow = self.heap_trimmer = None
         self.client = self.policy_process = None

@@ -60,6 +60,7 @@ import numpy as np  # noqa: E402
 
 from app.control.action_queue import DEFAULT_MERGE, MERGE_RULES  # noqa: E402
 from app.status import percentile  # noqa: E402
+from app.heap_trim import free_mb as heap_free_mb  # noqa: E402
 from app.tools.heap_growth import HeapGrowth  # noqa: E402
 from app.tools.proc_probes import by_role, chromium_profile, dir_size_mb, fd_count, process_groups, pss_mb, rss_mb  # noqa: E402
 
@@ -109,6 +110,7 @@ def summarise(rows: list[dict], warmup_s: float) -> dict:
                            "stack": {c: _first_last([r["fps_stack"].get(c) for r in steady]) for c in cams}},
         "latency_ms_first_last": _first_last([r["latency_ms_p50"] for r in steady]),
         "py_objects_first_last": _first_last([r.get("py_objects") for r in steady]),
+        "malloc_free_mb_first_last": _first_last([r.get("malloc_free_mb") for r in steady]),
         "rss_mb_first_last": {n: [round(steady[0]["rss_mb"].get(n, 0.0), 1), round(steady[-1]["rss_mb"].get(n, 0.0), 1)]
                               for n in names},
         "episodes": last.get("episodes", 0),
@@ -238,6 +240,7 @@ class Soak:
             "successes": successes,
             "load_1m": round(os.getloadavg()[0], 2),
             "py_objects": len(gc.get_objects()),      # this process's objects the GC tracks: Python-level growth
+            "malloc_free_mb": None if (free := heap_free_mb()) is None else round(free, 1),   # held free by glibc
         }
 
 
