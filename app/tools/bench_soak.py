@@ -269,8 +269,9 @@ def heap_table(report: dict):
     from rich.table import Table
     first, last = report["traced_mb_first_last"]
     table = Table(title=f"Python allocations that grew after the warm-up (traced {first:.1f} -> {last:.1f} MB)")
-    for col in ("MB", "blocks", "allocated at (innermost first)"):
-        table.add_column(col, justify="right" if col != "allocated at (innermost first)" else "left")
+    table.add_column("MB", justify="right")
+    table.add_column("blocks", justify="right")
+    table.add_column("allocated at (innermost first)")
     for site in report["sites"]:
         table.add_row(f"{site['mb']:.3f}", str(site["count"]), "\n".join(site["traceback"][:6]))
     return table

@@ -12,7 +12,7 @@ the one whose numbers go in a table. Not thread-affine: snapshots may be taken f
 from __future__ import annotations
 
 import tracemalloc
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # Frames of tracemalloc itself and of the import machinery are noise in a diff.
 _IGNORED = (tracemalloc.__file__, "<frozen importlib._bootstrap>", "<frozen importlib._bootstrap_external>",
@@ -22,8 +22,8 @@ _IGNORED = (tracemalloc.__file__, "<frozen importlib._bootstrap>", "<frozen impo
 @dataclass
 class HeapGrowth:
     frames: int = 12            # traceback depth stored per allocation (more: slower, clearer)
-    _baseline: tracemalloc.Snapshot | None = None
-    _baseline_mb: float = 0.0
+    _baseline: tracemalloc.Snapshot | None = field(default=None, init=False)
+    _baseline_mb: float = field(default=0.0, init=False)
 
     def start(self) -> None:
         if not tracemalloc.is_tracing():
