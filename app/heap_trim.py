@@ -7,6 +7,11 @@ the process's RSS grew ~50 MB an hour while its Python heap (tracemalloc, `bench
 --tracemalloc`) and its object count stayed flat. malloc_trim(0) returns the free pages of every
 arena to the OS; `free_mb()` (mallinfo2's fordblks) shows what the arenas hold free.
 
+limit_arenas(n) caps how many arenas glibc makes (mallopt M_ARENA_MAX; glibc's default is 8 per
+core): a trim returns free pages, but each extra arena keeps its own fragmented heap alive, and
+the 60-min soak with trims still grew (+63 MB/h). Set before the stack's threads start; threads
+beyond the cap share the existing arenas (their per-thread caches still spare most locking).
+
 Thread: HeapTrimmer runs one daemon thread ("heap-trim") that trims every `interval_s`; a trim
 takes the arenas' locks for a few milliseconds. Anything but glibc (musl, macOS): a no-op, and
 free_mb() is None.
@@ -51,6 +56,16 @@ def free_mb() -> float | None:
 def trim() -> bool:
     """Return free arena memory to the OS now; True if any was released."""
     return bool(_LIBC.malloc_trim(0)) if _LIBC is not None else False
+
+
+M_ARENA_MAX = -8      # glibc malloc.h
+
+
+def limit_arenas(n: int) -> bool:
+    """Let glibc make at most n malloc arenas from now on (arenas already made stay); True if set."""
+    if n < 1:
+        raise ValueError(f"limit_arenas needs n >= 1, got {n}")
+    return bool(_LIBC.mallopt(M_ARENA_MAX, n)) if _LIBC is not None and hasattr(_LIBC, "mallopt") else False
 
 
 class HeapTrimmer:

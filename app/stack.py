@@ -60,6 +60,7 @@ class StackConfig:
     auto_hold_chunks: int = 2                # ... for this many chunks in a row
     heap_trim_s: float | None = 30.0         # malloc_trim this often (app.heap_trim: RSS that fragmentation
                                              # kept); None: never
+    malloc_arenas: int | None = 2            # cap glibc's malloc arenas (app.heap_trim.limit_arenas); None: glibc's
 
 
 class DemoStack:
@@ -105,6 +106,10 @@ class DemoStack:
     def start(self) -> None:
         cfg = self.config
         from policy.wire.client import PolicyClient
+
+        if cfg.malloc_arenas is not None:        # before this stack's threads exist (app.heap_trim)
+            from app.heap_trim import limit_arenas
+            limit_arenas(cfg.malloc_arenas)
 
         if cfg.policy is None:
             from policy.serving.process import ServerProcess   # torch-free: starts the child, never imports the model

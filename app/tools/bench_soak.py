@@ -35,8 +35,11 @@ Threads: the main thread owns the page (Playwright's sync API is single-threaded
 one worker thread runs the rollouts; the controller's chunk listener appends to a locked list.
 The last line is JSON: rss_growth_mb_per_h ({process: least-squares slope of RSS after the
 warm-up, MB per hour}), chromium_pss_growth_mb_per_h_by_role (which of chromium's processes
-grows: browser, renderer, gpu-process, utility, ...), fd_growth ({process: last - first after the warm-up}), tmp_growth_mb,
-fps_first_last, latency_ms_first_last, episodes, successes, and the rows themselves.
+grows: browser, renderer, gpu-process, utility, ...), stack_rss_growth_mb_per_h_by_mapping (where this
+process's growth lives: glibc's main heap, its thread arenas, other anonymous maps, files;
+proc_probes.rss_mb_by_mapping), fd_growth ({process: last - first after the warm-up}), tmp_growth_mb,
+fps_first_last, latency_ms_first_last, latency_ms_drift / fps_page_drift (medians of the first and
+last 5 intervals: one interval's p50 swings +-20% on 2 shared cores), episodes, successes, and the rows.
 Targets (issue 19): RSS < 20 MB/h per process, no fd or temp growth, last fps and latency within
 10% of the first.
 """
@@ -62,7 +65,8 @@ from app.control.action_queue import DEFAULT_MERGE, MERGE_RULES  # noqa: E402
 from app.status import percentile  # noqa: E402
 from app.heap_trim import free_mb as heap_free_mb  # noqa: E402
 from app.tools.heap_growth import HeapGrowth  # noqa: E402
-from app.tools.proc_probes import by_role, chromium_profile, dir_size_mb, fd_count, process_groups, pss_mb, rss_mb  # noqa: E402
+from app.tools.proc_probes import (MAPPING_KINDS, by_role, chromium_profile, dir_size_mb, fd_count,  # noqa: E402
+                                   process_groups, pss_mb, rss_mb, rss_mb_by_mapping)
 
 LIVE_ROWS = 12                  # rows the live view shows (the last ones); all are printed at the end
 
@@ -78,6 +82,21 @@ def slope_per_hour(t_s: list[float], y: list[float]) -> float | None:
 def _first_last(values: list) -> list:
     present = [v for v in values if v is not None]
     return [present[0], present[-1]] if present else [None, None]
+
+
+def drift(t_s: list[float], values: list, window: int = 5) -> dict:
+    """A single interval's p50 swings +-20% on 2 shared cores, so beside first/last: the medians of
+    the first and last `window` intervals, their change in percent, and the fitted slope per hour."""
+    pairs = [(t, v) for t, v in zip(t_s, values) if v is not None]
+    if len(pairs) < 2:
+        return {"first": None, "last": None, "change_pct": None, "slope_per_h": None, "window": window}
+    vals = [v for _, v in pairs]
+    k = max(1, min(window, len(vals) // 2))
+    first, last = float(np.median(vals[:k])), float(np.median(vals[-k:]))
+    slope = slope_per_hour([t for t, _ in pairs], vals)
+    return {"first": round(first, 1), "last": round(last, 1),
+            "change_pct": None if first == 0 else round(100.0 * (last - first) / first, 1),
+            "slope_per_h": None if slope is None else round(slope, 1), "window": k}
 
 
 def summarise(rows: list[dict], warmup_s: float) -> dict:
@@ -102,6 +121,7 @@ def summarise(rows: list[dict], warmup_s: float) -> dict:
         "rss_growth_mb_per_h": rss_growth,
         "pss_growth_mb_per_h": pss_growth,
         "chromium_pss_growth_mb_per_h_by_role": growth("chromium_pss_mb_by_role", roles),
+        "stack_rss_growth_mb_per_h_by_mapping": growth("stack_rss_mb_by_mapping", MAPPING_KINDS),
         "fd_growth": fd_growth,
         "tmp_growth_mb": round(steady[-1]["tmp_mb"] - steady[0]["tmp_mb"], 3) if steady else None,
         "tmp_growth_mb_by_dir": {d: round(steady[-1]["tmp_mb_by_dir"][d] - steady[0]["tmp_mb_by_dir"][d], 3)
@@ -109,6 +129,9 @@ def summarise(rows: list[dict], warmup_s: float) -> dict:
         "fps_first_last": {"page": {c: _first_last([r["fps_page"].get(c) for r in steady]) for c in cams},
                            "stack": {c: _first_last([r["fps_stack"].get(c) for r in steady]) for c in cams}},
         "latency_ms_first_last": _first_last([r["latency_ms_p50"] for r in steady]),
+        "latency_ms_drift": drift(t, [r["latency_ms_p50"] for r in steady]),
+        "fps_page_drift": drift(t, [float(np.mean(list(r["fps_page"].values()))) if r["fps_page"] else None
+                                    for r in steady]),
         "py_objects_first_last": _first_last([r.get("py_objects") for r in steady]),
         "malloc_free_mb_first_last": _first_last([r.get("malloc_free_mb") for r in steady]),
         "rss_mb_first_last": {n: [round(steady[0]["rss_mb"].get(n, 0.0), 1), round(steady[-1]["rss_mb"].get(n, 0.0), 1)]
@@ -228,6 +251,7 @@ class Soak:
             "pss_mb": {n: round(sum(pss_mb(p) for p in pids), 1) for n, pids in groups.items() if pids},
             "fds": {n: sum(fd_count(p) for p in pids) for n, pids in groups.items() if pids},
             "chromium_pss_mb_by_role": by_role(groups["chromium"], pss_mb),
+            "stack_rss_mb_by_mapping": rss_mb_by_mapping(os.getpid()),     # which allocator holds the growth
             "processes": {n: len(pids) for n, pids in groups.items() if pids},
             "tmp_mb": round(sum(tmp.values()), 3),
             "tmp_mb_by_dir": {k: round(v, 3) for k, v in tmp.items()},
@@ -398,9 +422,11 @@ def main(argv: list[str] | None = None) -> dict:
     if heap_report is not None:
         summary["python_heap_growth"] = heap_report
         console.print(heap_table(heap_report))
-    console.print(f"RSS growth MB/h {summary['rss_growth_mb_per_h']}; fd growth {summary['fd_growth']}; "
+    console.print(f"RSS growth MB/h {summary['rss_growth_mb_per_h']} (stack by mapping "
+                  f"{summary['stack_rss_growth_mb_per_h_by_mapping']}); fd growth {summary['fd_growth']}; "
                   f"tmp growth {summary['tmp_growth_mb']} MB; latency p50 first/last "
-                  f"{summary['latency_ms_first_last']} ms; {summary['successes']}/{summary['episodes']} succeeded")
+                  f"{summary['latency_ms_first_last']} ms (medians of the first/last {summary['latency_ms_drift']['window']} "
+                  f"intervals {summary['latency_ms_drift']['first']} -> {summary['latency_ms_drift']['last']} ms); {summary['successes']}/{summary['episodes']} succeeded")
     if args.plot:
         write_plot(rows, config.warmup_s, args.plot)
         console.print(f"plot written to {args.plot}")

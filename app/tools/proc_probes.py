@@ -134,3 +134,40 @@ def dir_size_mb(path: str | None) -> float:
     return total / 2**20
 
 
+
+
+ARENA_SPAN = 64 * 2**20      # glibc's thread arenas: heaps of at most 64 MiB, mapped 64 MiB-aligned (HEAP_MAX_SIZE)
+MAPPING_KINDS = ("heap", "arenas", "anon", "files")
+
+
+def mapping_kind(start: int, size: int, path: str) -> str:
+    """Which allocator a mapping of /proc/PID/smaps belongs to: "heap" (glibc's main arena, brk),
+    "arenas" (glibc's per-thread arenas: anonymous, 64 MiB-aligned, at most 64 MiB), "anon"
+    (other anonymous memory: large numpy buffers mmapped one by one, other allocators' pools,
+    thread stacks, GL buffers), "files" (libraries and mapped files)."""
+    if path == "[heap]":
+        return "heap"
+    if path and not path.startswith("["):
+        return "files"
+    if not path and start % ARENA_SPAN == 0 and size <= ARENA_SPAN:
+        return "arenas"
+    return "anon"
+
+
+def rss_mb_by_mapping(pid: int) -> dict[str, float]:
+    """A process's RSS split by mapping_kind: where native growth lives (issue 19: the console's
+    RSS grew while its Python heap stayed flat). {} when the process has gone."""
+    out = dict.fromkeys(MAPPING_KINDS, 0.0)
+    kind = None
+    try:
+        with open(f"/proc/{pid}/smaps") as f:
+            for line in f:
+                head = line.split(None, 5)
+                if "-" in head[0] and len(head) >= 5 and not head[0].endswith(":"):
+                    lo, hi = (int(x, 16) for x in head[0].split("-"))
+                    kind = mapping_kind(lo, hi - lo, head[5].strip() if len(head) > 5 else "")
+                elif head[0] == "Rss:" and kind is not None:
+                    out[kind] += int(head[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        return {}
+    return {k: round(v, 1) for k, v in out.items()}

@@ -49,3 +49,41 @@ def test_the_trimmer_thread_trims_on_its_interval_and_stops():
     n = t.trims
     time.sleep(0.1)
     assert t.trims == n                              # stopped: no more trims
+
+
+ARENA_SCRIPT = """
+import ctypes, json, os, sys, threading
+from app import heap_trim
+from app.tools.proc_probes import rss_mb_by_mapping
+if sys.argv[1] != "none":
+    assert heap_trim.limit_arenas(int(sys.argv[1]))
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+held, go = [], threading.Barrier(4)
+def churn():                     # four threads allocating at once: glibc gives each its own arena
+    go.wait()
+    for _ in range(4000):
+        p = libc.malloc(2048)
+        ctypes.memset(p, 1, 2048)
+        held.append(p)
+threads = [threading.Thread(target=churn) for _ in range(4)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(json.dumps(rss_mb_by_mapping(os.getpid())))
+"""
+
+
+def test_limit_arenas_keeps_threads_in_the_shared_heaps():
+    import json
+    import subprocess
+    import sys
+
+    def run(cap: str) -> dict:
+        out = subprocess.run([sys.executable, "-c", ARENA_SCRIPT, cap], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    free_for_all, capped = run("none"), run("1")
+    assert free_for_all["arenas"] > 8, free_for_all        # 32 MB in the threads' own arenas
+    assert capped["arenas"] < 2 and capped["heap"] > free_for_all["heap"] + 20, (free_for_all, capped)
+    with pytest.raises(ValueError, match="n >= 1"):
+        heap_trim.limit_arenas(0)

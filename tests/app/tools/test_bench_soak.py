@@ -13,7 +13,7 @@ from app.tools import bench_soak
 from app.tools.harness import REPO
 
 KEYS = {"rss_growth_mb_per_h", "fd_growth", "tmp_growth_mb", "fps_first_last", "latency_ms_first_last",
-        "episodes", "successes"}
+        "episodes", "successes", "latency_ms_drift", "fps_page_drift", "stack_rss_growth_mb_per_h_by_mapping"}
 
 
 def row(t: float, rss: float, fds: int, tmp: float = 1.0, latency: float | None = 100.0, fps: float = 20.0) -> dict:
@@ -43,6 +43,18 @@ def test_summary_leaves_out_the_warmup_and_has_every_key():
     assert s["fps_first_last"]["page"]["head"] == [20.0, 20.0]
     assert s["episodes"] == 60 and s["successes"] == 30
     assert s["warmup_reached"] and s["rows_fitted"] == len(rows) - 1
+
+
+def test_drift_compares_window_medians_not_single_intervals():
+    t = list(range(0, 1200, 60))
+    noisy = [100.0] * 20
+    noisy[0], noisy[-1] = 150.0, 60.0                     # one loud interval at each end
+    d = bench_soak.drift(t, noisy)
+    assert d["first"] == d["last"] == 100.0 and d["change_pct"] == 0.0 and d["window"] == 5
+    rising = [100.0 + i for i in range(20)]               # +1 per minute: a real drift
+    d = bench_soak.drift(t, rising)
+    assert d["change_pct"] == pytest.approx(14.7, abs=0.1) and d["slope_per_h"] == pytest.approx(60.0)
+    assert bench_soak.drift([0, 60], [None, 5.0])["first"] is None     # too few intervals to say
 
 
 def test_bad_flags_are_refused_with_the_fix(capsys):
