@@ -42,36 +42,39 @@ def test_chromium_roles_come_from_the_type_flag():
     assert proc_probes.chromium_role(child.pid) == "" and proc_probes.by_role([child.pid], proc_probes.rss_mb) == {}
 
 
+MAPPING_SCRIPT = """
+import ctypes, json, os, threading
+import numpy as np
+from app.tools import proc_probes
+pid = os.getpid()
+before = proc_probes.rss_mb_by_mapping(pid)
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+held = []
+def churn():                    # 30 MB of 1 KB blocks, touched, from a fresh thread: its own arena
+    for _ in range(30_000):
+        p = libc.malloc(1024)
+        ctypes.memset(p, 1, 1024)
+        held.append(p)
+t = threading.Thread(target=churn)
+t.start()
+t.join()
+big = np.ones(40 * 2**20 // 8)          # 40 MB, one mmap of its own
+print(json.dumps([before, proc_probes.rss_mb_by_mapping(pid)]))
+"""
+
+
 def test_rss_by_mapping_sees_a_thread_arena_and_a_large_buffer():
-    """A thread's small mallocs land in a glibc thread arena; a large numpy buffer is an mmap of its own."""
-    import ctypes
-    import threading
+    """In a fresh process (a busy one reuses arenas it already has): a thread's small mallocs land
+    in a glibc thread arena; a large numpy buffer is an anonymous mmap of its own."""
+    import json
 
-    import numpy as np
-
-    pid = os.getpid()
-    before = proc_probes.rss_mb_by_mapping(pid)
+    out = subprocess.run([sys.executable, "-c", MAPPING_SCRIPT], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    before, after = json.loads(out.stdout.strip().splitlines()[-1])
     assert set(before) == set(proc_probes.MAPPING_KINDS) and before["files"] > 0
-    libc = ctypes.CDLL("libc.so.6")
-    libc.malloc.restype = ctypes.c_void_p
-    libc.free.argtypes = [ctypes.c_void_p]
-    held = []
-
-    def churn():                    # 30 MB of 1 KB blocks, touched, from a fresh thread
-        for _ in range(30_000):
-            p = libc.malloc(1024)
-            ctypes.memset(p, 1, 1024)
-            held.append(p)
-    t = threading.Thread(target=churn)
-    t.start()
-    t.join()
-    big = np.ones(40 * 2**20 // 8)          # 40 MB, one mmap
-    after = proc_probes.rss_mb_by_mapping(pid)
     assert after["arenas"] - before["arenas"] > 20, (before, after)
     assert after["anon"] - before["anon"] > 30, (before, after)
-    for p in held:
-        libc.free(p)
-    del big
     assert proc_probes.rss_mb_by_mapping(2**22 + 12345) == {}          # gone: nothing, no error
     assert proc_probes.mapping_kind(0x7F0000000000, 2**20, "/usr/lib/libc.so.6") == "files"
     assert proc_probes.mapping_kind(0x7F0004000000, 2**20, "") == "arenas"
