@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
 from policy.episodes import fields as episode_fields
 from policy.episodes import layout
@@ -33,6 +34,13 @@ from policy.episodes.buffer import EpisodeBuffer
 from policy.episodes.depth import DepthEncoder
 from policy.episodes.spec import DatasetSpec
 from policy.episodes.video import ImageStats, VideoConfig, VideoEncoder
+
+
+def release_arrow_memory() -> None:
+    """Hand pyarrow's freed memory back to the OS. Its default pool (mimalloc in the wheels) keeps
+    the pages a parquet write freed: in a 60-min recording soak its 1 GiB reservation held 11 MB
+    more every quarter hour. Call it from the thread that wrote (mimalloc's heaps are per thread)."""
+    pa.default_memory_pool().release_unused()
 
 
 class DatasetWriteError(RuntimeError):
@@ -318,6 +326,7 @@ class DatasetWriter:
                         layout.remove_episode_files(self.root, ep.index, self.spec)
                     except Exception:  # noqa: BLE001 - best effort; reopening cleans up too
                         pass
+            release_arrow_memory()
             with self._cond:
                 self._queued -= 1
                 self._cond.notify_all()

@@ -191,3 +191,41 @@ def test_refuses_appending_to_a_dataset_written_by_lerobot(tmp_path, spec):
     with pytest.raises(DatasetSpecError, match="not written by policy.episodes"):
         DatasetWriter(tmp_path / "ds", spec)
     assert DatasetReader(tmp_path / "ds").num_episodes == 1   # still readable
+
+
+def test_the_writer_hands_pyarrow_memory_back_to_the_os():
+    """pyarrow's pool (mimalloc) keeps pages freed by the thread that wrote; release_arrow_memory,
+    which the finaliser runs after every episode, returns them (real pyarrow, in a fresh process:
+    a busy one has freed pages of its own)."""
+    import subprocess
+    import sys
+    script = """
+import json, os, threading
+import numpy as np, pyarrow as pa
+from app.tools.proc_probes import rss_mb
+from policy.episodes.writer import release_arrow_memory
+out = {}
+def writer_thread():
+    bufs = [pa.allocate_buffer(1 << 20) for _ in range(150)]
+    for b in bufs:
+        np.frombuffer(b, dtype=np.uint8)[:] = 1          # touched: resident
+    out["held"] = rss_mb(os.getpid())
+    del bufs
+    out["freed"] = rss_mb(os.getpid())
+    release_arrow_memory()
+    out["released"] = rss_mb(os.getpid())
+t = threading.Thread(target=writer_thread)
+t.start(); t.join()
+print(json.dumps(out))
+"""
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    rss = json.loads(run.stdout.strip().splitlines()[-1])
+    if pa_backend() == "mimalloc":
+        assert rss["freed"] > rss["held"] - 20, rss                   # the pool kept what was freed ...
+    assert rss["held"] - rss["released"] > 100, rss                  # ... and handed ~150 MB back
+
+
+def pa_backend() -> str:
+    import pyarrow as pa
+    return pa.default_memory_pool().backend_name
