@@ -65,7 +65,7 @@ def limit_arenas(n: int) -> bool:
     """Let glibc make at most n malloc arenas from now on (arenas already made stay); True if set."""
     if n < 1:
         raise ValueError(f"limit_arenas needs n >= 1, got {n}")
-    return bool(_LIBC.mallopt(M_ARENA_MAX, n)) if _LIBC is not None and hasattr(_LIBC, "mallopt") else False
+    return bool(_LIBC.mallopt(M_ARENA_MAX, n)) if _LIBC is not None else False
 
 
 class HeapTrimmer:

@@ -134,8 +134,6 @@ def dir_size_mb(path: str | None) -> float:
     return total / 2**20
 
 
-
-
 ARENA_SPAN = 64 * 2**20      # glibc's thread arenas: heaps of at most 64 MiB, mapped 64 MiB-aligned (HEAP_MAX_SIZE)
 MAPPING_KINDS = ("heap", "arenas", "anon", "files")
 
@@ -163,7 +161,7 @@ def rss_mb_by_mapping(pid: int) -> dict[str, float]:
         with open(f"/proc/{pid}/smaps") as f:
             for line in f:
                 head = line.split(None, 5)
-                if "-" in head[0] and len(head) >= 5 and not head[0].endswith(":"):
+                if not head[0].endswith(":"):            # a mapping's header; its fields follow ("Rss:", ...)
                     lo, hi = (int(x, 16) for x in head[0].split("-"))
                     kind = mapping_kind(lo, hi - lo, head[5].strip() if len(head) > 5 else "")
                 elif head[0] == "Rss:" and kind is not None:

@@ -221,11 +221,7 @@ print(json.dumps(out))
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     rss = json.loads(run.stdout.strip().splitlines()[-1])
-    if pa_backend() == "mimalloc":
+    import pyarrow as pa
+    if pa.default_memory_pool().backend_name == "mimalloc":
         assert rss["freed"] > rss["held"] - 20, rss                   # the pool kept what was freed ...
     assert rss["held"] - rss["released"] > 100, rss                  # ... and handed ~150 MB back
-
-
-def pa_backend() -> str:
-    import pyarrow as pa
-    return pa.default_memory_pool().backend_name
