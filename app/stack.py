@@ -41,6 +41,7 @@ class StackConfig:
     policy_port: int = 5555                  # the child server's port (loopback)
     checkpoint: str | None = None            # default: assets/checkpoints/sim-tiny
     policy_args: list[str] = field(default_factory=list)   # extra flags for the child server
+    policy_compile: bool = False             # child server --compile (torch.compile graphs, built before ready)
     policy_ready_s: float = 600.0            # model loading on a busy CPU can take minutes
     policy_nice: int = 10                    # >0: the child model yields CPU to cameras and control loop
     policy_timeout_s: float = 30.0           # per request; a CPU-only sim-tiny can take seconds per chunk
@@ -92,7 +93,7 @@ class DemoStack:
     def policy_server_args(self) -> list[str]:
         cfg = self.config
         checkpoint = Path(cfg.checkpoint) if cfg.checkpoint else DEFAULT_CHECKPOINT
-        bind = ["--bind", f"tcp://127.0.0.1:{cfg.policy_port}"]
+        bind = ["--bind", f"tcp://127.0.0.1:{cfg.policy_port}"] + (["--compile"] if cfg.policy_compile else [])
         if cfg.policy_args:
             return [*cfg.policy_args, *bind]
         if checkpoint.is_dir():

@@ -13,7 +13,7 @@ VENV=${WAM_VENV:-.venv}
 TORCH_SPEC=${WAM_TORCH_SPEC:-torch==2.13.0}
 PY=${WAM_PYTHON:-python3}
 
-apt_pkgs="libusb-1.0-0 libudev1 libosmesa6 libgl1 ffmpeg chromium fonts-dejavu-core iproute2"
+apt_pkgs="libusb-1.0-0 libudev1 libosmesa6 libgl1 ffmpeg chromium fonts-dejavu-core iproute2 g++"   # g++: inductor (torch.compile on the CPU) compiles C++
 # Debian's own python3 has no venv module until python3-venv is installed.
 command -v "$PY" >/dev/null 2>&1 || apt_pkgs="$apt_pkgs python3 python3-venv"
 command -v "$PY" >/dev/null 2>&1 && ! "$PY" -c "import ensurepip, venv" 2>/dev/null && apt_pkgs="$apt_pkgs python3-venv"

@@ -71,6 +71,8 @@ class SelfAttention(nn.Module):
         weight changes (in-place updates bump its version) or moves."""
         params = (self.q.weight, self.k.weight, self.v.weight, self.q.bias, self.k.bias, self.v.bias,
                   self.norm_q.weight, self.norm_k.weight)
+        if torch.compiler.is_compiling():   # traced: a graph of the concatenation (freezing folds it)
+            return torch.cat(params[:3]), torch.cat(params[3:6]), torch.stack(params[6:]).float()
         key = tuple((p._version, p.data_ptr(), p.dtype, p.device) for p in params)
         if key != self._fused_key:
             with torch.no_grad():
@@ -84,9 +86,9 @@ class SelfAttention(nn.Module):
         return AttnPack(pack_linear(w, b), norm_w, pack_linear(self.o.weight, self.o.bias))
 
     def _unfused(self) -> bool:
-        """Training (autograd through each Linear), tracing, or meta: the plain three-Linear path."""
-        return (torch.is_grad_enabled() and self.q.weight.requires_grad) or torch.compiler.is_compiling() \
-            or self.q.weight.device.type == "meta"
+        """Training (autograd through each Linear) or meta: the plain three-Linear path. A traced
+        (torch.compile) pass takes the fused one: one matmul instead of three in the graph."""
+        return (torch.is_grad_enabled() and self.q.weight.requires_grad) or self.q.weight.device.type == "meta"
 
     def qkv(self, x: torch.Tensor, rope: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None = None,
             pack: AttnPack | None = None):
@@ -261,14 +263,17 @@ class VideoExpert(nn.Module):
         x = torch.einsum("bfhwpqrc->bcfphqwr", x)
         return x.reshape(x.shape[0], x.shape[1], t * pt, h * ph, w * pw)
 
-    def rope(self, grids: tuple[tuple[int, int, int], ...], device) -> torch.Tensor:
+    def rope(self, grids: tuple[tuple[int, int, int], ...], device,
+             real: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """(L, 1, head_dim / 2) complex rotations for consecutive token grids, each indexed from 0
-        (separate 3-D RoPE per grid); made once per layout and device (no copy per pass)."""
-        key = (grids, str(device))
+        (separate 3-D RoPE per grid); made once per layout and device (no copy per pass).
+        real=True: the same rotation as (cos, sin) tables (L, 1, head_dim), for torch.compile,
+        whose inductor generates no code for complex operators."""
+        key = (grids, str(device), real)
         if key not in self._rope:   # a handful of grid shapes per model: tiny memoisation
             tables = [rope_3d(g, self.cfg.head_dim, self.cfg.rope_theta) for g in grids]
             cos, sin = torch.cat([c for c, _ in tables]), torch.cat([s for _, s in tables])
-            self._rope[key] = rope_complex(cos, sin).to(device)
+            self._rope[key] = (cos.to(device), sin.to(device)) if real else rope_complex(cos, sin).to(device)
         return self._rope[key]
 
     def segments(self, counts: tuple[int, ...], device) -> torch.Tensor:

@@ -122,14 +122,16 @@ class EfficientWAM(nn.Module):
     def joint(self, future: torch.Tensor, t_video: torch.Tensor, cond: torch.Tensor,
               text_kv: TextKV, actions: torch.Tensor, t_action: torch.Tensor, state: torch.Tensor,
               cache: VideoKVCache | None = None,
-              pack: InferencePack | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+              pack: InferencePack | None = None, kv_out: TextKV | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Velocities for the future latents (B, C, T, h, w) and the actions (B, H, A).
 
         future=None (t_video ignored): a video-free pass over the condition tokens only; the
         video velocity is then None.
 
         If `cache` is given, its buffers receive this pass's per-layer video (and action) K/V.
-        `pack`: inference_pack() (fetched here when not given; None while training).
+        `kv_out` (a list): receives each layer's [video ; action] (K, V) instead, as new tensors
+        (what a compiled graph returns: joint_kv). `pack`: inference_pack() (fetched here when
+        not given; None while training).
         """
         pack = pack or self.inference_pack()
         vpk = pack.video if pack is not None else [None] * len(self.video.blocks)
@@ -153,7 +155,10 @@ class EfficientWAM(nn.Module):
                 kb, vb = cache.layer(i, vk, vv, ak, av)
                 a_out = attention(aq, kb, vb)
             else:
-                a_out = attention(aq, torch.cat([vk, ak], 2), torch.cat([vv, av], 2))
+                kb, vb = torch.cat([vk, ak], 2), torch.cat([vv, av], 2)
+                a_out = attention(aq, kb, vb)
+                if kv_out is not None:
+                    kv_out.append((kb, vb))
             vx = vblk.finish(vx, v_out, vm, tkv, vpk[i])
             ax = ablk.finish(ax, a_out, am, apk[i])
         a_vel = self.action.output(ax, a_temb, pack.action if pack is not None else None).float()
@@ -163,6 +168,28 @@ class EfficientWAM(nn.Module):
         v_vel = self.video.unpatchify(self.video.head(vx[:, n_cond:], fut_temb), f_grid)
         return v_vel.float(), a_vel
 
+    def joint_kv(self, future: torch.Tensor | None, t_video: torch.Tensor | None, cond: torch.Tensor,
+                 text_kv: TextKV, actions: torch.Tensor, t_action: torch.Tensor, state: torch.Tensor):
+        """joint() that returns its per-layer [video ; action] K/V instead of writing a cache:
+        -> (video velocity, action velocity, [(K, V)] per layer). Pure tensors in, tensors out:
+        what torch.compile traces (FlowSampler(compile=True)); a graph must not mutate its
+        inputs, or CUDA graphs are skipped, so the caller copies the K/V into its cache."""
+        kv: TextKV = []
+        v_vel, a_vel = self.joint(future, t_video, cond, text_kv, actions, t_action, state, kv_out=kv)
+        return v_vel, a_vel, kv
+
+    def prepare_layout(self) -> None:
+        """Make the memoised RoPE tables and token segments of this config's layouts (with and
+        without future tokens) now, so that a traced pass reads them as constants instead of
+        building them inside the graph (and retracing once they exist)."""
+        cfg, dev = self.cfg, self.video.patch_embedding.weight.device     # as the passes name it
+        counts = cfg.token_counts()
+        for real in (False, True):
+            self.video.rope((cfg.condition_grid, cfg.future_grid), dev, real)
+            self.video.rope((cfg.condition_grid,), dev, real)
+        self.video.segments((counts["condition"], counts["future"]), dev)
+        self.video.segments((counts["condition"], 0), dev)
+
     def action_only(self, cache: VideoKVCache, actions: torch.Tensor, t_action: torch.Tensor,
                     state: torch.Tensor) -> torch.Tensor:
         """An action step against cached video K/V: the video stream does not run."""
@@ -170,9 +197,14 @@ class EfficientWAM(nn.Module):
         return self.action_step(cache, actions, plan.fixed, plan.temb[0], plan.mods[0],
                                 self.inference_pack(), plan.head[0])
 
-    def plan_action_steps(self, state: torch.Tensor, times: torch.Tensor) -> ActionPlan:
+    def plan_action_steps(self, state: torch.Tensor, times: torch.Tensor,
+                          schedule: ActionPlan | None = None) -> ActionPlan:
         """Per-chunk constants of the action-only steps, computed once: the embedded state and
-        register tokens and, for every step time (S, B), the head and per-layer adaLN inputs."""
+        register tokens and, for every step time (S, B), the head and per-layer adaLN inputs.
+        `schedule`: an earlier plan for the same times and weights (FlowSampler keeps one: its
+        step times never change), whose time-dependent parts are reused; only the state is new."""
+        if schedule is not None:
+            return ActionPlan(self.action.embed_fixed(state), schedule.temb, schedule.mods, schedule.head)
         s, b = times.shape
         temb, proj = self.action.time(times.flatten())
         temb, proj = temb.unflatten(0, (s, b)), proj.unflatten(0, (s, b))
@@ -219,9 +251,10 @@ class EfficientWAM(nn.Module):
     # ---- helpers ------------------------------------------------------------------------
     def _video_tokens(self, cond, future):
         cx, c_grid = self.video.patchify(cond)
+        real = torch.compiler.is_compiling()        # inductor has no complex kernels: (cos, sin)
         if future is None:      # video-free: the observation's tokens only, no future tokens
-            return cx, self.video.rope((c_grid,), cx.device), cx.shape[1], None
+            return cx, self.video.rope((c_grid,), cx.device, real), cx.shape[1], None
         fx, f_grid = self.video.patchify(future)
-        rope = self.video.rope((c_grid, f_grid), cx.device)
+        rope = self.video.rope((c_grid, f_grid), cx.device, real)
         return torch.cat([cx, fx], dim=1), rope, cx.shape[1], f_grid
 

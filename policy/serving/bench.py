@@ -105,7 +105,7 @@ def build_codec(cfg: WAMConfig, device: str, dtype: torch.dtype | None = None) -
     return Wan22Codec(AutoencoderKLWan(**WAN22_VAE).to(device, dtype))
 
 
-def build_runner(cfg: WAMConfig, steps, device: str, compile_action_step: bool = False,
+def build_runner(cfg: WAMConfig, steps, device: str, compile: bool = False,
                  dtype: str | torch.dtype | None = None) -> WAMRunner:
     """Random weights, served as load_runner serves: weights cast once to `dtype` (auto: bf16 on
     CUDA) with Wan's float32 islands, codec on the device in the same dtype."""
@@ -116,7 +116,7 @@ def build_runner(cfg: WAMConfig, steps, device: str, compile_action_step: bool =
     model = cast_for_inference(model.eval().requires_grad_(False), dt)
     return WAMRunner(model, build_codec(cfg, device, dt), CachedText(RandomText(cfg)),
                      NormStats.identity(cfg.action_dim), cfg.name, device, steps,
-                     compile_action_step=compile_action_step, dtype=dt)
+                     compile=compile, dtype=dt)
 
 
 def time_rung(runner: WAMRunner, chunks: int, warmup: int) -> list[float]:
@@ -135,12 +135,12 @@ def time_rung(runner: WAMRunner, chunks: int, warmup: int) -> list[float]:
     return out
 
 
-def run(preset: str, chunks: int, warmup: int, device: str, compile_action_step: bool = False,
+def run(preset: str, chunks: int, warmup: int, device: str, compile: bool = False,
         rungs: list[Rung] | None = None, dtype: str | None = None) -> dict:
     results = []
     for rung in rungs or ladder(preset):
         cfg = get_preset(rung.preset)
-        runner = build_runner(cfg, rung.steps, device, compile_action_step, dtype)
+        runner = build_runner(cfg, rung.steps, device, compile, dtype)
         ms = time_rung(runner, chunks, warmup)
         print(f"{rung.name}: median {statistics.median(ms):.1f} ms", file=sys.stderr, flush=True)
         results.append({"name": rung.name, "preset": rung.preset, "steps": list(rung.steps),
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> dict:
     # 1 thread: the small per-step ops do not split well, and on the shared 2-core machine two
     # OpenMP threads measured 2-4x slower (RT 336 ms vs 86 ms at load ~6)
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
-    ap.add_argument("--compile", action="store_true", help="torch.compile the action-only step")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the joint passes and the action-only steps (CPU: inductor with weight freezing)")
     ap.add_argument("--dtype", choices=["auto", "bf16", "fp32"], default="auto",
                     help="inference weights (auto: bf16 on cuda, fp32 on cpu)")
     ap.add_argument("--rungs", choices=["all", "rt"], default="all",

@@ -398,7 +398,7 @@ def build_runner(args: argparse.Namespace) -> PolicyRunner:
         args.threads = 1
     return load_runner(checkpoint=None if args.random_init else args.checkpoint, preset=args.preset,
                        device=args.device, steps=steps, threads=args.threads, text_dir=args.text_dir,
-                       vae_dir=args.vae_dir, compile_action_step=args.compile, dtype=args.dtype)
+                       vae_dir=args.vae_dir, compile=args.compile, dtype=args.dtype)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -417,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="inference weights: bf16 (cast once, float32 islands as Wan) or fp32; "
                              "auto = bf16 on cuda, fp32 on cpu")
     parser.add_argument("--compile", action="store_true",
-                        help="torch.compile the action-only step (CUDA graphs via mode=reduce-overhead on cuda)")
+                        help="torch.compile the joint passes and the action-only steps (cuda: CUDA graphs, mode=reduce-overhead; cpu: inductor with weight freezing; first chunk compiles)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: 1 on cpu, where the console and the sim share the "
                              "cores and one thread measured 4x faster than two under load; ignored on cuda)")

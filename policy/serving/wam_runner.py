@@ -6,6 +6,7 @@ the last few chunks are kept, and preview(chunk_id) decodes them when someone wa
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -32,6 +33,8 @@ from policy.model.wam import EfficientWAM
 from policy.serving.monitors import FamiliarityIndex, MonitorThresholds, surprise_state
 from policy.serving.runner import PolicyRunner
 from policy.wire.types import ActionChunk, Observation, PolicyMetadata
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CAMERA_SIZE = [240, 320]      # [height, width] of the sim cameras
 
@@ -68,7 +71,7 @@ class WAMRunner(PolicyRunner):
     def __init__(self, model: EfficientWAM, codec: LatentCodec, text: CachedText, norm: NormStats,
                  preset: str, device: str = "cpu", steps: tuple[int, int] = (2, 10), seed: int = 0,
                  keep_previews: int = 8, image_sizes: dict[str, list[int]] | None = None,
-                 compile_action_step: bool = False, training_instructions: list[str] | None = None,
+                 compile: bool = False, training_instructions: list[str] | None = None,
                  thresholds: MonitorThresholds | None = None, dtype: str | torch.dtype | None = None,
                  text_kv_capacity: int = 16):
         self.model, self.codec, self.text, self.norm = model, codec, text, norm
@@ -77,7 +80,7 @@ class WAMRunner(PolicyRunner):
         self.device = torch.device(device)
         self.dtype = parse_dtype(dtype, self.device)
         self.sampler = FlowSampler(model, tuple(steps), self.cfg.shift,
-                                   compile_action_step=compile_action_step, dtype=self.dtype)
+                                   compile=compile, dtype=self.dtype)
         # the generator lives where the noise is drawn (meta tensors have no generator)
         self.generator = (None if self.device.type == "meta"
                           else torch.Generator(self.device).manual_seed(seed))
@@ -172,6 +175,24 @@ class WAMRunner(PolicyRunner):
         return ActionChunk(actions.astype(np.float32), chunk_id,
                            {"inference": _ms(t0, t3), "text": _ms(t1, t2), "encode": _ms(t2, t_enc),
                             "sample": _ms(t_enc, t3)})
+
+    def warm_up(self) -> float:
+        """Run one chunk on a blank observation and forget it (noise generator, chunk ids and
+        previews as before): the first chunk of a compiled sampler builds its graphs, which should
+        happen before anyone waits on it. -> seconds taken."""
+        t0 = time.perf_counter()
+        md = self._metadata
+        images = {c: np.zeros((*md.image_sizes[c], 3), np.uint8) for c in md.camera_names}
+        rng = None if self.generator is None else self.generator.get_state()
+        next_id = self._next_id
+        self.infer(Observation(images, np.zeros(self.cfg.action_dim, np.float32), "warm up"))
+        with self._lock:
+            if rng is not None:
+                self.generator.set_state(rng)
+            self._futures.pop(next_id, None)
+            self._text_kv.pop("warm up", None)
+            self._next_id = next_id
+        return time.perf_counter() - t0
 
     @torch.no_grad()
     def infer_batch(self, observations: list[Observation]) -> list[ActionChunk]:
@@ -322,7 +343,7 @@ def _resize(image: np.ndarray, h: int, w: int) -> np.ndarray:
 
 def load_runner(checkpoint: str | None = None, preset: str = "sim-tiny", device: str = "cpu",
                 steps: tuple[int, int] = (2, 10), seed: int = 0, text_dir: str | None = None,
-                vae_dir: str | None = None, compile_action_step: bool = False,
+                vae_dir: str | None = None, compile: bool = False,
                 threads: int | None = None, dtype: str | torch.dtype | None = None) -> WAMRunner:
     """A ready runner. checkpoint=None -> random weights, identity normalisation (for tests).
 
@@ -366,8 +387,18 @@ def load_runner(checkpoint: str | None = None, preset: str = "sim-tiny", device:
     text_dtype = dt if cfg.text_encoder == "umt5" else torch.float32
     text = CachedText(build_text_encoder(cfg.text_encoder, cfg.text_len, device, text_dir, dtype=text_dtype),
                       meta.get("scene_prefix", cfg.scene_prefix))
-    return WAMRunner(model, codec, text, norm, preset, device, steps, seed, dtype=dt,
-                     image_sizes=meta.get("image_sizes"), compile_action_step=compile_action_step,
-                     training_instructions=(meta.get("training", {}).get("phrasings")      # every text trained on
-                                            or meta.get("training", {}).get("instructions")),
-                     thresholds=MonitorThresholds.load(checkpoint))
+    runner = WAMRunner(model, codec, text, norm, preset, device, steps, seed, dtype=dt,
+                       image_sizes=meta.get("image_sizes"), compile=compile,
+                       training_instructions=(meta.get("training", {}).get("phrasings")      # every text trained on
+                                              or meta.get("training", {}).get("instructions")),
+                       thresholds=MonitorThresholds.load(checkpoint))
+    if compile:     # the graphs are built now, not on the first robot's first chunk
+        log.info("compiling the sampler's graphs (torch.compile; about a minute the first time on a 2-core CPU, "
+                 "seconds once inductor's cache in %s holds them)", _inductor_cache_dir())
+        log.info("compiled in %.1f s", runner.warm_up())
+    return runner
+
+
+def _inductor_cache_dir() -> str:
+    from torch._inductor.runtime.cache_dir_utils import cache_dir
+    return cache_dir()

@@ -34,6 +34,13 @@ def test_policy_keys_go_to_the_client_of_a_remote_server():
     assert result.returncode == 2 and "--policy tcp://HOST:PORT" in result.stderr
 
 
+def test_compile_policy_asks_the_child_server_to_compile():
+    import run_demo as rd
+    from app.stack import DemoStack
+    assert "--compile" in DemoStack(rd.parse_args(["--compile-policy"])).policy_server_args()
+    assert "--compile" not in DemoStack(rd.parse_args([])).policy_server_args()
+
+
 def test_an_unreachable_remote_policy_is_named(tmp_path):
     port = free_port()
     result = run_demo("--policy", f"tcp://127.0.0.1:{port}", "--dataset", str(tmp_path / "ds"), "--port",

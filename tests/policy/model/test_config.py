@@ -55,3 +55,12 @@ def test_teachers_are_about_six_times_the_video_expert():
     assert abs(_params_on_meta("paper-1b-teacher")["video"] / 5.0e9 - 1) < 0.05   # Wan2.2-TI2V-5B
     ratio = _params_on_meta("sim-tiny-teacher")["video"] / _params_on_meta("sim-tiny")["video"]
     assert 4.5 < ratio < 7.5
+
+
+def test_sim_tiny_preset_is_the_shipped_checkpoint():
+    """`--preset sim-tiny` (random init, benchmarks, the training default) builds the model the
+    demo serves: the benchmark's latency is the product's."""
+    import json
+    from pathlib import Path
+    shipped = Path(__file__).resolve().parents[3] / "assets" / "checkpoints" / "sim-tiny" / "config.json"
+    assert WAMConfig.from_dict(json.loads(shipped.read_text())["wam_config"]) == get_preset("sim-tiny")

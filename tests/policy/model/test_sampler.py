@@ -61,12 +61,35 @@ def test_bad_steps_rejected(tiny_model):
         FlowSampler(tiny_model, (5, 2))
 
 
-def test_compiled_action_step_matches_eager(tiny_model):
+def test_compiled_sampler_traces_both_passes_and_matches_eager(tiny_model):
+    """compile=True: the joint passes and the action-only steps run as graphs (dynamo's "eager"
+    backend here: the tracing, without code generation), one graph each, with the same numbers."""
     x, nz = inputs(tiny_model.cfg), _noise(tiny_model.cfg)
     eager = FlowSampler(tiny_model, (2, 6)).sample(**x, noise=nz)
-    compiled = FlowSampler(tiny_model, (2, 6), compile_action_step=True, compile_backend="eager")
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    compiled = FlowSampler(tiny_model, (2, 6), compile=True, compile_backend="eager")
     res = compiled.sample(**x, noise=nz)
     torch.testing.assert_close(res.actions, eager.actions, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(res.future, eager.future, atol=1e-5, rtol=1e-5)
+    again = compiled.sample(**x, noise=_noise(tiny_model.cfg, seed=2))      # no retrace for new data
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 2
+    assert not torch._dynamo.utils.counters["graph_break"], dict(torch._dynamo.utils.counters["graph_break"])
+    assert (again.actions - res.actions).abs().max() > 1e-3
+
+
+def test_inductor_cpu_compiled_sampler_matches_eager(tiny_model):
+    """The real CPU code path of `--compile`: inductor generates C++ for both passes, with weight
+    freezing and the C++ wrapper (FlowSampler's compiled()); real-time chunking's prefix too."""
+    x, nz = inputs(tiny_model.cfg), _noise(tiny_model.cfg)
+    prefix = torch.randn(1, 4, tiny_model.cfg.action_dim, generator=torch.Generator().manual_seed(3))
+    eager = FlowSampler(tiny_model, (2, 10)).sample(**x, noise=nz, prefix=prefix)
+    torch._dynamo.reset()
+    compiled = FlowSampler(tiny_model, (2, 10), compile=True)
+    res = compiled.sample(**x, noise=nz, prefix=prefix)
+    torch.testing.assert_close(res.actions, eager.actions, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(res.future, eager.future, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(res.actions[:, :4], prefix)
 
 
 def test_video_free_mode_runs_the_observation_once(tiny_model):

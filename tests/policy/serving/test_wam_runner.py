@@ -119,3 +119,16 @@ def test_paper_pipeline_with_umt5_and_wan_vae_from_local_directories(tmp_path):
     assert r.preview(chunk.chunk_id).shape == (8, 192, 160, 3)
     with pytest.raises(ValueError, match="vae_dir"):
         load_runner(str(tmp_path / "ck"), text_dir=str(tmp_path / "umt5"))
+
+
+def test_compiled_runner_warms_up_at_load_and_forgets_the_warm_up():
+    """load_runner(compile=True) builds the graphs before returning (policy.server does this before
+    its ready line) and the warm-up leaves no trace: the first real chunk gets id 0 and the noise a
+    fresh eager runner with the same seed draws, so its actions match to compile's rounding."""
+    torch._dynamo.reset()
+    compiled = load_runner(seed=5, compile=True)
+    eager = load_runner(seed=5)
+    a, b = compiled.infer(_obs()), eager.infer(_obs())
+    assert a.chunk_id == b.chunk_id == 0
+    np.testing.assert_allclose(a.actions, b.actions, atol=1e-4)
+    assert "warm up" not in compiled._text_kv
