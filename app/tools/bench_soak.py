@@ -65,8 +65,8 @@ from app.control.action_queue import DEFAULT_MERGE, MERGE_RULES  # noqa: E402
 from app.status import percentile  # noqa: E402
 from app.heap_trim import free_mb as heap_free_mb  # noqa: E402
 from app.tools.heap_growth import HeapGrowth  # noqa: E402
-from app.tools.proc_probes import (MAPPING_KINDS, by_role, chromium_profile, dir_size_mb, fd_count,  # noqa: E402
-                                   process_groups, pss_mb, rss_mb, rss_mb_by_mapping)
+from app.tools.proc_probes import (MAPPING_KINDS, by_role, chromium_profile, cpu_s, dir_size_mb,  # noqa: E402
+                                   fd_count, process_groups, pss_mb, rss_mb, rss_mb_by_mapping)
 
 LIVE_ROWS = 12                  # rows the live view shows (the last ones); all are printed at the end
 
@@ -132,6 +132,7 @@ def summarise(rows: list[dict], warmup_s: float) -> dict:
         "latency_ms_drift": drift(t, [r["latency_ms_p50"] for r in steady]),
         "fps_page_drift": drift(t, [float(np.mean(list(r["fps_page"].values()))) if r["fps_page"] else None
                                     for r in steady]),
+        "cpu_pct_drift": {n: drift(t, [r.get("cpu_pct", {}).get(n) for r in steady]) for n in names},
         "py_objects_first_last": _first_last([r.get("py_objects") for r in steady]),
         "malloc_free_mb_first_last": _first_last([r.get("malloc_free_mb") for r in steady]),
         "rss_mb_first_last": {n: [round(steady[0]["rss_mb"].get(n, 0.0), 1), round(steady[-1]["rss_mb"].get(n, 0.0), 1)]
@@ -223,6 +224,7 @@ class Soak:
         self.stack.controller.add_chunk_listener(self._on_chunk)
         self._t0 = time.monotonic()
         self._prev = self._counters()
+        self._cpu_prev: dict[int, float] = {}       # pid -> CPU seconds at the last row
         self._worker.start()
 
     def finish(self) -> None:
@@ -242,6 +244,8 @@ class Soak:
             episodes, successes = self.episodes, self.successes
         policy_pid = self.stack.policy_process.pid if self.stack.policy_process is not None else None
         groups = process_groups(os.getpid(), policy_pid)
+        cpu = {p: cpu_s(p) for pids in groups.values() for p in pids}
+        cpu_prev, self._cpu_prev = self._cpu_prev, cpu     # per pid: a process that went drops out
         if self.profile_dir is None:
             self.profile_dir = chromium_profile(groups["chromium"])
         tmp = {"gradio": dir_size_mb(self.gradio_dir), "chromium_profile": dir_size_mb(self.profile_dir)}
@@ -250,6 +254,9 @@ class Soak:
             "rss_mb": {n: round(sum(rss_mb(p) for p in pids), 1) for n, pids in groups.items() if pids},
             "pss_mb": {n: round(sum(pss_mb(p) for p in pids), 1) for n, pids in groups.items() if pids},
             "fds": {n: sum(fd_count(p) for p in pids) for n, pids in groups.items() if pids},
+            # % of one core over the interval: which process takes the CPU when latency and fps drift
+            "cpu_pct": {n: round(100.0 * sum(cpu[p] - cpu_prev.get(p, cpu[p]) for p in pids) / dt, 1)
+                        for n, pids in groups.items() if pids},
             "chromium_pss_mb_by_role": by_role(groups["chromium"], pss_mb),
             "stack_rss_mb_by_mapping": rss_mb_by_mapping(os.getpid()),     # which allocator holds the growth
             "processes": {n: len(pids) for n, pids in groups.items() if pids},

@@ -20,6 +20,19 @@ def _stat(pid: int) -> tuple[str, int] | None:
     return comm, int(raw[raw.rindex(")") + 2:].split()[1])
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds pid has used (user + system, /proc/PID/stat fields 14 and 15); 0 when gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = raw[raw.rindex(")") + 2:].split()      # fields[0] is field 3 (state)
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
 def descendants(root: int) -> dict[int, str]:
     """{pid: comm} of every live process below root."""
     parent: dict[int, tuple[str, int]] = {}

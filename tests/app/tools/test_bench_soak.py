@@ -13,7 +13,7 @@ from app.tools import bench_soak
 from app.tools.harness import REPO
 
 KEYS = {"rss_growth_mb_per_h", "fd_growth", "tmp_growth_mb", "fps_first_last", "latency_ms_first_last",
-        "episodes", "successes", "latency_ms_drift", "fps_page_drift", "stack_rss_growth_mb_per_h_by_mapping"}
+        "episodes", "successes", "latency_ms_drift", "fps_page_drift", "stack_rss_growth_mb_per_h_by_mapping", "cpu_pct_drift"}
 
 
 def row(t: float, rss: float, fds: int, tmp: float = 1.0, latency: float | None = 100.0, fps: float = 20.0) -> dict:
@@ -80,6 +80,8 @@ def test_short_real_soak(tmp_path):
     for r in s["rows"]:
         assert all(r["rss_mb"][n] > 0 for n in ("stack", "policy", "chromium")), r
         assert all(r["fds"][n] > 0 and r["pss_mb"][n] > 0 for n in ("stack", "policy", "chromium")), r
+    for r in s["rows"][1:]:             # the first row has no interval behind it
+        assert r["cpu_pct"]["stack"] > 0 and r["cpu_pct"]["policy"] > 0, r["cpu_pct"]
     assert s["episodes"] >= 1 and 0 <= s["successes"] <= s["episodes"]
     assert all(v[1] is not None and v[1] > 0 for v in s["fps_first_last"]["page"].values()), s["fps_first_last"]
     assert set(s["fps_first_last"]["page"]) == {"head", "left_wrist", "right_wrist"}

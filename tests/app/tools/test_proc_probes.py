@@ -24,6 +24,19 @@ def test_proc_probes_see_a_real_child():
     assert proc_probes.rss_mb(child.pid) == 0.0 and proc_probes.fd_count(child.pid) == 0
 
 
+def test_cpu_seconds_of_a_busy_child_grow_and_a_gone_one_reads_zero():
+    child = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        first = proc_probes.cpu_s(child.pid)
+        subprocess.run(["sleep", "0.5"])
+        assert proc_probes.cpu_s(child.pid) - first > 0.1          # a spinning loop gets CPU in 0.5 s
+        assert proc_probes.cpu_s(os.getpid()) > 0
+    finally:
+        child.kill()
+        child.wait()
+    assert proc_probes.cpu_s(child.pid) == 0.0
+
+
 def test_chromium_roles_come_from_the_type_flag():
     # argv in one string, as chromium's children rewrite their process title ("chromium --type=renderer ...")
     child = subprocess.Popen(["bash", "-c", 'exec -a "chromium --type=renderer --lang=en" sleep 30'])
