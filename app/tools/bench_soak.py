@@ -28,6 +28,7 @@ Every --interval seconds it prints a row:
   fps            per camera, as the page shows them (playwright: window.ewamFrames, bumped once
                  per frame drawn; plain: frames served to the page) and as the stack produces
                  them (the camera's frame seq)
+  cpu            per process group, % of one core over the interval (/proc/PID/stat utime + stime)
   latency        p50 of the chunk latencies (observation -> actions queued) in the interval
   episodes       finished rollouts and successes so far
 
@@ -38,7 +39,7 @@ warm-up, MB per hour}), chromium_pss_growth_mb_per_h_by_role (which of chromium'
 grows: browser, renderer, gpu-process, utility, ...), stack_rss_growth_mb_per_h_by_mapping (where this
 process's growth lives: glibc's main heap, its thread arenas, other anonymous maps, files;
 proc_probes.rss_mb_by_mapping), fd_growth ({process: last - first after the warm-up}), tmp_growth_mb,
-fps_first_last, latency_ms_first_last, latency_ms_drift / fps_page_drift (medians of the first and
+fps_first_last, latency_ms_first_last, latency_ms_drift / fps_page_drift / cpu_pct_drift (medians of the first and
 last 5 intervals: one interval's p50 swings +-20% on 2 shared cores), episodes, successes, and the rows.
 Targets (issue 19): RSS < 20 MB/h per process, no fd or temp growth, last fps and latency within
 10% of the first.
