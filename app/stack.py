@@ -93,7 +93,9 @@ class DemoStack:
     def policy_server_args(self) -> list[str]:
         cfg = self.config
         checkpoint = Path(cfg.checkpoint) if cfg.checkpoint else DEFAULT_CHECKPOINT
-        bind = ["--bind", f"tcp://127.0.0.1:{cfg.policy_port}"] + (["--compile"] if cfg.policy_compile else [])
+        bind = ["--bind", f"tcp://127.0.0.1:{cfg.policy_port}"]
+        if cfg.policy_compile:
+            bind.append("--compile")      # a server flag like --bind: whichever model it serves
         if cfg.policy_args:
             return [*cfg.policy_args, *bind]
         if checkpoint.is_dir():

@@ -10,27 +10,23 @@ PAGE_SIZE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20
 CHROMIUM_NAMES = ("chromium", "chrome")
 
 
-def _stat(pid: int) -> tuple[str, int] | None:
-    """(comm, ppid) of pid, or None when it has gone."""
+def _stat(pid: int) -> tuple[str, list[str]] | None:
+    """(comm, the fields after it) of /proc/PID/stat, or None when pid has gone. fields[0] is
+    field 3 (state), so field N of proc(5) is fields[N - 3]."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    comm = raw[raw.index("(") + 1:raw.rindex(")")]
-    return comm, int(raw[raw.rindex(")") + 2:].split()[1])
+    return raw[raw.index("(") + 1:raw.rindex(")")], raw[raw.rindex(")") + 2:].split()
 
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_s(pid: int) -> float:
-    """CPU seconds pid has used (user + system, /proc/PID/stat fields 14 and 15); 0 when gone."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    fields = raw[raw.rindex(")") + 2:].split()      # fields[0] is field 3 (state)
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    """CPU seconds pid has used (user + system: fields 14 and 15); 0 when gone."""
+    st = _stat(pid)
+    return 0.0 if st is None else (int(st[1][11]) + int(st[1][12])) / CLOCK_TICKS
 
 
 def descendants(root: int) -> dict[int, str]:
@@ -38,7 +34,7 @@ def descendants(root: int) -> dict[int, str]:
     parent: dict[int, tuple[str, int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit() and (st := _stat(int(entry))) is not None:
-            parent[int(entry)] = st
+            parent[int(entry)] = (st[0], int(st[1][1]))          # (comm, ppid: field 4)
     out: dict[int, str] = {}
     frontier = [root]
     while frontier:

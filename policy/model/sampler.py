@@ -48,8 +48,7 @@ class FlowSampler:
         self.dtype = dtype
         self._cache = VideoKVCache()            # K/V buffers, reused chunk after chunk
         self._schedule, self._schedule_key = None, None     # the action steps' time embeddings
-        self._action_step, self._joint_kv = model.action_step, None
-        self._compiled = compile
+        self._action_step, self._joint_kv = model.action_step, None     # compiled graphs when compile
         if compile:
             model.prepare_layout()      # RoPE tables and segments exist before tracing: constants
             on_cuda = next(model.parameters()).is_cuda
@@ -95,7 +94,7 @@ class FlowSampler:
             cache = self._cache
             last_video = None
             pack = m.inference_pack()                   # weights laid out for inference, once
-            step_pack = None if self._compiled else pack    # a compiled step traces the modules
+            step_pack = None if self._joint_kv is not None else pack    # a compiled step traces the modules
             if self.use_cache and t_a > t_v:        # constants of the action-only steps, once
                 times = ta[t_v:t_a, None] * ones
                 # the step times never change: their embeddings are reused while the weights,

@@ -394,11 +394,6 @@ def load_runner(checkpoint: str | None = None, preset: str = "sim-tiny", device:
                        thresholds=MonitorThresholds.load(checkpoint))
     if compile:     # the graphs are built now, not on the first robot's first chunk
         log.info("compiling the sampler's graphs (torch.compile; about a minute the first time on a 2-core CPU, "
-                 "seconds once inductor's cache in %s holds them)", _inductor_cache_dir())
+                 "seconds once inductor's on-disk cache holds them)")
         log.info("compiled in %.1f s", runner.warm_up())
     return runner
-
-
-def _inductor_cache_dir() -> str:
-    from torch._inductor.runtime.cache_dir_utils import cache_dir
-    return cache_dir()
