@@ -102,12 +102,13 @@ class EfficientWAM(nn.Module):
         autograd through the weights (training), tracing (torch.compile), the meta device.
         Validated against every parameter's version and storage (about 0.1 ms at sim-tiny): a
         sampler fetches it once per chunk and passes it to joint() / action_step()."""
-        p0 = self.video.blocks[0].self_attn.q.weight
-        if (torch.is_grad_enabled() and p0.requires_grad) or torch.compiler.is_compiling() \
-                or p0.device.type == "meta":
-            return None
         if self._pack_params is None:
             self._pack_params = list(self.parameters())
+        # Any trainable weight counts: stage 2 freezes the video expert and trains the action
+        # expert, whose packed path overwrites activations in place (autograd would fail).
+        if (torch.is_grad_enabled() and any(p.requires_grad for p in self._pack_params)) \
+                or torch.compiler.is_compiling() or self._pack_params[0].device.type == "meta":
+            return None
         key = tuple((p._version, p.data_ptr(), p.dtype) for p in self._pack_params)
         if self._pack is None or self._pack.key != key:
             with torch.no_grad():
