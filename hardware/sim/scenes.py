@@ -62,9 +62,9 @@ class Region:
 
 
 # The right arm's base is at x = +0.3, the left arm's at x = -0.3 (both at y = 0, facing +y).
-RIGHT_BLOCKS = Region((-0.04, 0.24), (0.17, 0.33))     # 28 x 16 cm
+RIGHT_BLOCKS = Region((-0.01, 0.21), (0.185, 0.315))   # 22 x 13 cm
 RIGHT_PLATE = Region((0.08, 0.32), (0.34, 0.48))       # 24 x 14 cm (plate centre)
-LEFT_BLOCKS = Region((-0.30, -0.02), (0.17, 0.33))     # 28 x 16 cm
+LEFT_BLOCKS = Region((-0.27, -0.05), (0.185, 0.315))   # 22 x 13 cm
 LEFT_CUP = Region((-0.30, -0.06), (0.34, 0.48))        # 24 x 14 cm (cup centre)
 BAR = Region((-0.30, -0.10), (0.20, 0.32))             # 20 x 12 cm (bar centre)
 TABLE = Region((-0.34, 0.34), (0.14, 0.52))            # what the head camera sees of the table
