@@ -11,14 +11,14 @@ import torch
 from policy.model.config import get_preset
 from policy.model.wam import EfficientWAM
 from policy.training.stages import default_stages, flow_losses, param_groups
+from tests.policy.model.conftest import inputs
 
 
 def _batch(cfg, b=4, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    r = lambda *shape: torch.randn(*shape, generator=g)          # noqa: E731
-    return {"future": r(b, *cfg.future_latent_shape), "actions": r(b, cfg.horizon, cfg.action_dim),
-            "cond": r(b, *cfg.condition_latent_shape), "text": r(b, cfg.text_len, cfg.text_dim),
-            "state": r(b, cfg.action_dim)}
+    """The model tests' observation inputs plus the flow targets a training batch carries."""
+    g = torch.Generator().manual_seed(seed + 1)
+    return {**inputs(cfg, b, seed), "future": torch.randn(b, *cfg.future_latent_shape, generator=g),
+            "actions": torch.randn(b, cfg.horizon, cfg.action_dim, generator=g)}
 
 
 # (stage, video-free step): stages 2-3 run 10% of their steps without future tokens; stage 1 never
