@@ -28,7 +28,8 @@ Every --interval seconds it prints a row:
   fps            per camera, as the page shows them (playwright: window.ewamFrames, bumped once
                  per frame drawn; plain: frames served to the page) and as the stack produces
                  them (the camera's frame seq)
-  cpu            per process group, % of one core over the interval (/proc/PID/stat utime + stime)
+  cpu            per process group, % of one core over the interval (/proc/PID/stat utime + stime, and
+                 the reaped children's: the encoders live one episode; proc_probes.cpu_seconds_by_group)
   latency        p50 of the chunk latencies (observation -> actions queued) in the interval
   episodes       finished rollouts and successes so far
 
@@ -66,7 +67,8 @@ from app.control.action_queue import DEFAULT_MERGE, MERGE_RULES  # noqa: E402
 from app.status import percentile  # noqa: E402
 from app.heap_trim import free_mb as heap_free_mb  # noqa: E402
 from app.tools.heap_growth import HeapGrowth  # noqa: E402
-from app.tools.proc_probes import (MAPPING_KINDS, by_role, chromium_profile, cpu_s, dir_size_mb,  # noqa: E402
+from app.tools.proc_probes import (MAPPING_KINDS, by_role, chromium_profile, cpu_samples,  # noqa: E402
+                                   cpu_seconds_by_group, dir_size_mb,
                                    fd_count, process_groups, pss_mb, rss_mb, rss_mb_by_mapping)
 
 LIVE_ROWS = 12                  # rows the live view shows (the last ones); all are printed at the end
@@ -225,7 +227,7 @@ class Soak:
         self.stack.controller.add_chunk_listener(self._on_chunk)
         self._t0 = time.monotonic()
         self._prev = self._counters()
-        self._cpu_prev: dict[int, float] = {}       # pid -> CPU seconds at the last row
+        self._cpu_prev = cpu_samples(process_groups(os.getpid(), self._policy_pid()))   # at the last row
         self._worker.start()
 
     def finish(self) -> None:
@@ -235,6 +237,9 @@ class Soak:
             self._worker.join(timeout=60)
             self.stack.controller.remove_chunk_listener(self._on_chunk)
 
+    def _policy_pid(self) -> int | None:
+        return self.stack.policy_process.pid if self.stack.policy_process is not None else None
+
     def sample(self) -> dict:
         now, frames, seqs = self._counters()
         t_prev, frames_prev, seqs_prev = self._prev
@@ -243,10 +248,10 @@ class Soak:
         with self._lock:
             lat, self._latencies = self._latencies, []
             episodes, successes = self.episodes, self.successes
-        policy_pid = self.stack.policy_process.pid if self.stack.policy_process is not None else None
-        groups = process_groups(os.getpid(), policy_pid)
-        cpu = {p: cpu_s(p) for pids in groups.values() for p in pids}
-        cpu_prev, self._cpu_prev = self._cpu_prev, cpu     # per pid: a process that went drops out
+        groups = process_groups(os.getpid(), self._policy_pid())
+        cpu = cpu_samples(groups)
+        cpu_used = cpu_seconds_by_group(self._cpu_prev, cpu, os.getpid())
+        self._cpu_prev = cpu
         if self.profile_dir is None:
             self.profile_dir = chromium_profile(groups["chromium"])
         tmp = {"gradio": dir_size_mb(self.gradio_dir), "chromium_profile": dir_size_mb(self.profile_dir)}
@@ -256,8 +261,7 @@ class Soak:
             "pss_mb": {n: round(sum(pss_mb(p) for p in pids), 1) for n, pids in groups.items() if pids},
             "fds": {n: sum(fd_count(p) for p in pids) for n, pids in groups.items() if pids},
             # % of one core over the interval: which process takes the CPU when latency and fps drift
-            "cpu_pct": {n: round(100.0 * sum(cpu[p] - cpu_prev.get(p, cpu[p]) for p in pids) / dt, 1)
-                        for n, pids in groups.items() if pids},
+            "cpu_pct": {n: round(100.0 * cpu_used.get(n, 0.0) / dt, 1) for n, pids in groups.items() if pids},
             "chromium_pss_mb_by_role": by_role(groups["chromium"], pss_mb),
             "stack_rss_mb_by_mapping": rss_mb_by_mapping(os.getpid()),     # which allocator holds the growth
             "processes": {n: len(pids) for n, pids in groups.items() if pids},

@@ -4,6 +4,7 @@ app.tools.bench_soak; every probe answers 0 / None for a process that has gone."
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 PAGE_SIZE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -27,6 +28,43 @@ def cpu_s(pid: int) -> float:
     """CPU seconds pid has used (user + system: fields 14 and 15); 0 when gone."""
     st = _stat(pid)
     return 0.0 if st is None else (int(st[1][11]) + int(st[1][12])) / CLOCK_TICKS
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    own: float          # CPU seconds the process used (utime + stime)
+    reaped: float       # CPU seconds of the children it has waited for (cutime + cstime)
+    group: str
+
+
+def cpu_samples(groups: dict[str, list[int]]) -> dict[int, CpuSample]:
+    """{pid: CpuSample} of every live process in groups (process_groups' roles)."""
+    out = {}
+    for group, pids in groups.items():
+        for pid in pids:
+            if (st := _stat(pid)) is not None:
+                f = [int(x) for x in st[1][11:15]]              # fields 14-17: utime stime cutime cstime
+                out[pid] = CpuSample((f[0] + f[1]) / CLOCK_TICKS, (f[2] + f[3]) / CLOCK_TICKS, group)
+    return out
+
+
+def cpu_seconds_by_group(prev: dict[int, CpuSample], now: dict[int, CpuSample], root: int) -> dict[str, float]:
+    """CPU seconds each group used between two samples, short-lived processes included (the recorder's
+    encoders live one episode, a few seconds: sampling live processes alone never sees them twice).
+    A process born since `prev` counts from zero. One that ended was reaped by its parent, whose reaped
+    time grew by the child's total: that growth counts, less what the child had already shown at `prev`.
+    The root's reaped children are "other" (process_groups: the policy and chromium outlive a soak)."""
+    out: dict[str, float] = {}
+    for pid, s in now.items():
+        p = prev.get(pid)
+        out[s.group] = out.get(s.group, 0.0) + s.own - (p.own if p else 0.0)
+        if p is not None:
+            g = "other" if pid == root else s.group
+            out[g] = out.get(g, 0.0) + s.reaped - p.reaped
+    for pid, p in prev.items():
+        if pid not in now:
+            out[p.group] = out.get(p.group, 0.0) - p.own
+    return {g: max(0.0, v) for g, v in out.items()}    # a child whose parent went too is lost: never < 0
 
 
 def descendants(root: int) -> dict[int, str]:

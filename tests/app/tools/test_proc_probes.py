@@ -37,6 +37,33 @@ def test_cpu_seconds_of_a_busy_child_grow_and_a_gone_one_reads_zero():
     assert proc_probes.cpu_s(child.pid) == 0.0
 
 
+
+def test_cpu_by_group_counts_a_child_that_lived_between_two_samples():
+    """A recorder's encoder lives one episode: born after one sample and reaped before the next, its CPU
+    shows only in the parent's reaped time. Real processes: the test process is the root."""
+    me = os.getpid()
+    before = proc_probes.cpu_samples({"stack": [me]})
+    subprocess.run([sys.executable, "-c", "import time\nt = time.process_time()\n"
+                    "while time.process_time() - t < 0.4: pass"], check=True)
+    used = proc_probes.cpu_seconds_by_group(before, proc_probes.cpu_samples({"stack": [me]}), root=me)
+    assert used["other"] >= 0.35, used          # the gone child's 0.4 s, reaped by the root
+    assert used["stack"] >= 0.0
+
+
+def test_cpu_by_group_arithmetic():
+    S = proc_probes.CpuSample
+    prev = {1: S(10.0, 0.0, "stack"), 2: S(5.0, 0.0, "policy"), 3: S(1.0, 0.0, "other"), 4: S(2.0, 0.0, "chromium"),
+            5: S(0.5, 0.0, "chromium")}
+    now = {1: S(11.0, 3.0, "stack"),            # reaped 3 (its child 3 ended with 3 s in all, 1 s already shown)
+           2: S(5.5, 0.0, "policy"),
+           4: S(2.5, 0.25, "chromium"),          # chromium's own child 5 ended with 0.25 s in all
+           6: S(0.75, 0.0, "other")}             # born since prev: all of it counts
+    used = proc_probes.cpu_seconds_by_group(prev, now, root=1)
+    assert used == {"stack": 1.0, "policy": 0.5, "chromium": 0.25, "other": 2.75}
+    assert proc_probes.cpu_seconds_by_group(prev, {}, root=1) == {g: 0.0 for g in ("stack", "policy", "other",
+                                                                                    "chromium")}
+
+
 def test_chromium_roles_come_from_the_type_flag():
     # argv in one string, as chromium's children rewrite their process title ("chromium --type=renderer ...")
     child = subprocess.Popen(["bash", "-c", 'exec -a "chromium --type=renderer --lang=en" sleep 30'])
