@@ -12,16 +12,13 @@ everything down in order; the message says which part and why.
 """
 from __future__ import annotations
 
-import os
+from app.process_env import apply_defaults
 
-# Offscreen rendering and no network calls: set before mujoco / gradio are imported.
-os.environ.setdefault("MUJOCO_GL", "osmesa")
-os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+apply_defaults()        # offscreen rendering, no network calls, pyarrow on glibc: before mujoco / gradio / pyarrow
 
 import argparse  # noqa: E402
 import logging  # noqa: E402
+import os  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402

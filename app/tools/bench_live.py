@@ -31,8 +31,9 @@ import tempfile
 import time
 from collections.abc import Iterator
 
-os.environ.setdefault("MUJOCO_GL", "osmesa")
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+from app.process_env import apply_defaults  # noqa: E402
+
+apply_defaults()        # the console process's environment (run_demo.py's), before mujoco / gradio / pyarrow
 
 import numpy as np  # noqa: E402
 

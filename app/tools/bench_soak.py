@@ -58,8 +58,9 @@ import threading
 import time
 from dataclasses import dataclass
 
-os.environ.setdefault("MUJOCO_GL", "osmesa")
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+from app.process_env import apply_defaults  # noqa: E402
+
+apply_defaults()        # the console process's environment (run_demo.py's), before mujoco / gradio / pyarrow
 
 import numpy as np  # noqa: E402
 
