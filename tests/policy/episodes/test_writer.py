@@ -194,9 +194,12 @@ def test_refuses_appending_to_a_dataset_written_by_lerobot(tmp_path, spec):
 
 
 def test_the_writer_hands_pyarrow_memory_back_to_the_os():
-    """pyarrow's pool (mimalloc) keeps pages freed by the thread that wrote; release_arrow_memory,
+    """pyarrow's default pool (mimalloc) keeps pages freed by the thread that wrote; release_arrow_memory,
     which the finaliser runs after every episode, returns them (real pyarrow, in a fresh process:
-    a busy one has freed pages of its own)."""
+    a busy one has freed pages of its own). The wheel's default pool, as `policy.episodes.generate` runs
+    it: the console sets ARROW_DEFAULT_MEMORY_POOL=system (app.process_env), and importing run_demo in
+    another test sets it in this process's environment too."""
+    import os
     import subprocess
     import sys
     script = """
@@ -216,12 +219,13 @@ def writer_thread():
     out["released"] = rss_mb(os.getpid())
 t = threading.Thread(target=writer_thread)
 t.start(); t.join()
+out["pool"] = pa.default_memory_pool().backend_name
 print(json.dumps(out))
 """
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env)
     assert run.returncode == 0, run.stderr
     rss = json.loads(run.stdout.strip().splitlines()[-1])
-    import pyarrow as pa
-    if pa.default_memory_pool().backend_name == "mimalloc":
+    if rss["pool"] == "mimalloc":
         assert rss["freed"] > rss["held"] - 20, rss                   # the pool kept what was freed ...
     assert rss["held"] - rss["released"] > 100, rss                  # ... and handed ~150 MB back
