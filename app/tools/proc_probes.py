@@ -24,10 +24,19 @@ def _stat(pid: int) -> tuple[str, list[str]] | None:
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def _cpu_times(pid: int) -> tuple[float, float] | None:
+    """(own, reaped children's) CPU seconds of pid: fields 14+15 (utime, stime) and 16+17 (cutime,
+    cstime); None when gone."""
+    if (st := _stat(pid)) is None:
+        return None
+    f = [int(x) for x in st[1][11:15]]
+    return (f[0] + f[1]) / CLOCK_TICKS, (f[2] + f[3]) / CLOCK_TICKS
+
+
 def cpu_s(pid: int) -> float:
-    """CPU seconds pid has used (user + system: fields 14 and 15); 0 when gone."""
-    st = _stat(pid)
-    return 0.0 if st is None else (int(st[1][11]) + int(st[1][12])) / CLOCK_TICKS
+    """CPU seconds pid has used (user + system); 0 when gone."""
+    t = _cpu_times(pid)
+    return 0.0 if t is None else t[0]
 
 
 @dataclass(frozen=True)
@@ -39,13 +48,8 @@ class CpuSample:
 
 def cpu_samples(groups: dict[str, list[int]]) -> dict[int, CpuSample]:
     """{pid: CpuSample} of every live process in groups (process_groups' roles)."""
-    out = {}
-    for group, pids in groups.items():
-        for pid in pids:
-            if (st := _stat(pid)) is not None:
-                f = [int(x) for x in st[1][11:15]]              # fields 14-17: utime stime cutime cstime
-                out[pid] = CpuSample((f[0] + f[1]) / CLOCK_TICKS, (f[2] + f[3]) / CLOCK_TICKS, group)
-    return out
+    return {pid: CpuSample(*t, group) for group, pids in groups.items() for pid in pids
+            if (t := _cpu_times(pid)) is not None}
 
 
 def cpu_seconds_by_group(prev: dict[int, CpuSample], now: dict[int, CpuSample], root: int) -> dict[str, float]:
