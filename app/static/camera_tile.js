@@ -15,14 +15,8 @@ const frameLog = window.ewamFrameLog[cam] = [];
 let seq = -1, depth = false, shown = [];
 if (box) box.addEventListener('change', () => { depth = box.checked; seq = -1; });
 const sleep = ms => new Promise(r => setTimeout(r, ms));
-function jpegBytes(b64) {
-  if (Uint8Array.fromBase64) return Uint8Array.fromBase64(b64);
-  const s = atob(b64), out = new Uint8Array(s.length);
-  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
-  return out;
-}
 async function draw(b64) {
-  const bitmap = await createImageBitmap(new Blob([jpegBytes(b64)], {type: 'image/jpeg'}));
+  const bitmap = await decodeJpeg(b64);
   try { drawFrame(canvas, ctx, bitmap); } finally { bitmap.close(); }
 }
 (async () => {

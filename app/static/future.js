@@ -11,7 +11,6 @@ window.ewamFutures = 0;
 window.ewamFutureChunk = -1;
 let chunk = -1, frames = [], idx = 0;
 const sleep = ms => new Promise(r => setTimeout(r, ms));
-const decode = b64 => fetch('data:image/jpeg;base64,' + b64).then(r => r.blob()).then(b => createImageBitmap(b));
 function show() {
   if (!frames.length) return;
   const i = idx % frames.length;
@@ -32,7 +31,7 @@ setInterval(show, 1000 / props.fps);
     if (r.frames && r.frames.length) {
       chunk = r.chunk_id;
       try {
-        const fresh = await Promise.all(r.frames.map(decode));
+        const fresh = await Promise.all(r.frames.map(decodeJpeg));
         frames.forEach(b => b.close());
         frames = fresh; idx = 0; show();
         window.ewamFutures += 1; window.ewamFutureChunk = chunk;

@@ -23,6 +23,12 @@ el.operator.value = localStorage.getItem('ewam-operator') || '';
 el.keys.checked = localStorage.getItem('ewam-rec-keys') !== 'off';
 window.ewamRecording = null;
 let last = null, note = '', noteUntil = 0;
+// Writes only what changed: the panel is polled 5x a second and most polls change nothing; an
+// identical write still replaces the DOM nodes (issue 19: the page's memory over hours).
+const setText = (node, text) => { if (node.textContent !== text) node.textContent = text; };
+const written = new Map();          // node -> the HTML last written into it
+const setHtml = (node, html) => { if (written.get(node) !== html) { node.innerHTML = html; written.set(node, html); } };
+const setClass = (node, cls) => { if (node.className !== cls) node.className = cls; };
 
 function fields() {
   return {task: el.task.value, operator: el.operator.value, notes: el.notes.value, target: el.target.value,
@@ -84,28 +90,28 @@ function render(s) {
   else if (s.phase === 'countdown') { phase = `recording in ${(s.remaining_s ?? 0).toFixed(1)} s`; cls = 'countdown'; }
   else if (s.phase === 'recording') { phase = `● REC ${(s.elapsed_s ?? 0).toFixed(1)} s · ${s.frames} frames`; cls = 'rec'; }
   else if (s.phase === 'reset') { phase = `reset the scene: ${(s.remaining_s ?? 0).toFixed(0)} s`; cls = 'reset'; }
-  el.phase.textContent = phase; el.phase.className = 'rec-phase ' + cls;
-  el.progress.textContent = s.progress ? `${s.task || el.task.value || ''}: ${s.progress}`.replace(/^: /, '') : '';
-  el.last.textContent = s.last_saved !== null && s.last_saved !== undefined
-    ? `last: episode ${s.last_saved} ${MARK[s.last_label] || ''}` : '';
+  setText(el.phase, phase); setClass(el.phase, 'rec-phase ' + cls);
+  setText(el.progress, s.progress ? `${s.task || el.task.value || ''}: ${s.progress}`.replace(/^: /, '') : '');
+  setText(el.last, s.last_saved !== null && s.last_saved !== undefined
+    ? `last: episode ${s.last_saved} ${MARK[s.last_label] || ''}` : '');
   const q = s.quality || {}, flags = q.flags || [];
   el.flag.hidden = !flags.length;
-  el.flag.className = 'rec-flag ' + (s.recording ? 'live' : 'past');
-  el.flag.innerHTML = flags.length ? (s.recording ? '⚠ FLAGGED: ' : '⚠ last episode flagged: ') + flags.map(esc).join('; ') : '';
-  el.quality.innerHTML = qualityLine(q);
+  setClass(el.flag, 'rec-flag ' + (s.recording ? 'live' : 'past'));
+  setHtml(el.flag, flags.length ? (s.recording ? '⚠ FLAGGED: ' : '⚠ last episode flagged: ') + flags.map(esc).join('; ') : '');
+  setHtml(el.quality, qualityLine(q));
   el.confirm.hidden = !s.confirm;
-  if (s.confirm) el.confirmText.textContent =
+  if (s.confirm) setText(el.confirmText,
     `Save this flagged episode as ${s.confirm.label}? (${s.confirm.flags.join('; ')}) ` +
-    `Press ${s.confirm.label === 'success' ? 'S' : s.confirm.label === 'failure' ? 'F' : 'Enter'} again or Enter to save it anyway.`;
+    `Press ${s.confirm.label === 'success' ? 'S' : s.confirm.label === 'failure' ? 'F' : 'Enter'} again or Enter to save it anyway.`);
   if (document.activeElement !== el.target) el.target.value = s.target ?? '';
   const text = Date.now() < noteUntil && note ? note : (s.error || s.message || '');
-  el.msg.textContent = text;
+  setText(el.msg, text);
   if (!(Date.now() < noteUntil && note)) el.msg.classList.toggle('error', !!s.error);
 }
 (async () => {
   while (element.isConnected) {
     try { render(await server.rec_status(session(), el.task.value)); }
-    catch (e) { el.phase.textContent = 'lost connection to the console'; }
+    catch (e) { setText(el.phase, 'lost connection to the console'); }
     await sleep(200);
   }
 })();

@@ -5,6 +5,10 @@ const session = () => document.querySelector('#ewam-session [data-session]')?.da
 const esc = s => String(s ?? '').replace(/[&<>"]/g, c => ({'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;'}[c]));
 window.ewamStatus = null;
 const sleep = ms => new Promise(r => setTimeout(r, ms));
+// Only a changed bar is written: most polls bring the same status, and every innerHTML write
+// makes new nodes for the renderer to lay out and collect (issue 19: the page's memory over hours).
+let shown = '';
+function show(html) { if (html !== shown) { bar.innerHTML = html; shown = html; } }
 function render(s) {
   const mode = s.mode || 'idle';
   const lat = s.latency_ms || {};
@@ -33,14 +37,14 @@ function render(s) {
     s.notice ? span('field notice', esc(s.notice)) : '',
   ];
   const errors = (s.errors || []).map(e => `<div class="status-error">⚠ ${esc(e)}</div>`).join('');
-  bar.innerHTML = `<div class="status-row">${parts.join('')}</div>${errors}`;
+  show(`<div class="status-row">${parts.join('')}</div>${errors}`);
 }
 (async () => {
   while (element.isConnected) {
     try { const s = await server.status(session()); window.ewamStatus = s; render(s); }
     catch (e) {
-      bar.innerHTML = `<div class="status-error">⚠ lost connection to the console server (${esc(e)}); ` +
-                      'is run_demo.py still running?</div>';
+      show(`<div class="status-error">⚠ lost connection to the console server (${esc(e)}); ` +
+           'is run_demo.py still running?</div>');
     }
     await sleep(250);
   }

@@ -108,13 +108,14 @@ def resolve_tasks(spec: str, checkpoint: str | None) -> list[str]:
 
 @contextlib.contextmanager
 def live_stack(tmp: str, *, checkpoint: str | None = None, merge: str = StackConfig.merge, browser: str = "none",
-               record: bool = True, console=None,
-               policy_nice: int = StackConfig.policy_nice) -> Iterator[tuple[DemoStack, object | None]]:
+               record: bool = True, console=None, policy_nice: int = StackConfig.policy_nice,
+               page_devtools: bool = False) -> Iterator[tuple[DemoStack, object | None]]:
     """run_demo's stack on free ports (recording into TMP/rollouts unless record=False), with an
     operator's page open on its console meanwhile (the live feeds stream) unless browser="none":
     "plain" is headless chromium with nothing attached, as an operator's browser (the numbers we
     publish); "playwright" drives it over DevTools and yields the page (it belongs to the calling
-    thread: Playwright's sync API). Yields (stack, page or None)."""
+    thread: Playwright's sync API). page_devtools: the plain browser opens a DevTools port for
+    harness.page_memory (profile: TMP/chromium-profile). Yields (stack, page or None)."""
     if browser not in BROWSERS:
         raise ValueError(f"browser={browser!r}: choose one of {', '.join(BROWSERS)}")
     stack = DemoStack(StackConfig(checkpoint=checkpoint, dataset=os.path.join(tmp, "rollouts") if record else None,
@@ -128,7 +129,8 @@ def live_stack(tmp: str, *, checkpoint: str | None = None, merge: str = StackCon
         with contextlib.ExitStack() as watchers:
             page = None
             if browser == "plain":
-                watchers.enter_context(plain_chromium(stack.url, os.path.join(tmp, "chromium-profile")))
+                watchers.enter_context(plain_chromium(stack.url, os.path.join(tmp, "chromium-profile"),
+                                                      devtools=page_devtools))
                 wait_for_viewer(stack)
             elif browser == "playwright":
                 page = watchers.enter_context(chromium_page())

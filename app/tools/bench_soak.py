@@ -2,6 +2,7 @@
 
     python -m app.tools.bench_soak --minutes 60 [--interval 60] [--warmup 120] [--plot soak.png]
     python -m app.tools.bench_soak --minutes 60 --browser playwright     # the page driven over CDP
+    python -m app.tools.bench_soak --minutes 60 --page-memory            # + the page's JS heap and DOM nodes
 
 Starts run_demo's stack in this process with an operator's page open in headless chromium
 (app.tools.bench_live.live_stack: policy server child, MuJoCo sim with three cameras,
@@ -32,6 +33,9 @@ Every --interval seconds it prints a row:
                  the reaped children's: the encoders live one episode; proc_probes.cpu_seconds_by_group)
   latency        p50 of the chunk latencies (observation -> actions queued) in the interval
   episodes       finished rollouts and successes so far
+  page memory    (--page-memory) the plain page's JS heap and DOM node / listener counts, read by a
+                 visit over DevTools of a moment each row (harness.page_memory): when chromium's renderer
+                 grows, is it the page's own objects and nodes or something below them?
 
 Threads: the main thread owns the page (Playwright's sync API is single-threaded) and samples;
 one worker thread runs the rollouts; the controller's chunk listener appends to a locked list.
@@ -39,7 +43,7 @@ The last line is JSON: rss_growth_mb_per_h ({process: least-squares slope of RSS
 warm-up, MB per hour}), chromium_pss_growth_mb_per_h_by_role (which of chromium's processes
 grows: browser, renderer, gpu-process, utility, ...), stack_rss_growth_mb_per_h_by_mapping (where this
 process's growth lives: glibc's main heap, its thread arenas, other anonymous maps, files;
-proc_probes.rss_mb_by_mapping), fd_growth ({process: last - first after the warm-up}), tmp_growth_mb,
+proc_probes.rss_mb_by_mapping), page_memory_growth_per_h (--page-memory; per hour), fd_growth ({process: last - first after the warm-up}), tmp_growth_mb,
 fps_first_last, latency_ms_first_last, latency_ms_drift / fps_page_drift / cpu_pct_drift (medians of the first and
 last 5 intervals: one interval's p50 swings +-20% on 2 shared cores), episodes, successes, and the rows.
 Targets (issue 19): RSS < 20 MB/h per process, no fd or temp growth, last fps and latency within
@@ -67,11 +71,13 @@ import numpy as np  # noqa: E402
 from app.control.action_queue import DEFAULT_MERGE, MERGE_RULES  # noqa: E402
 from app.status import percentile  # noqa: E402
 from app.heap_trim import free_mb as heap_free_mb  # noqa: E402
+from app.tools.harness import page_memory  # noqa: E402
 from app.tools.heap_growth import HeapGrowth  # noqa: E402
 from app.tools.proc_probes import (MAPPING_KINDS, by_role, chromium_profile, cpu_samples,  # noqa: E402
-                                   cpu_seconds_by_group, dir_size_mb,
+                                   cpu_seconds_by_group, dir_size_mb, fds_by_kind,
                                    fd_count, process_groups, pss_mb, rss_mb, rss_mb_by_mapping)
 
+PAGE_MEMORY_KEYS = ("js_heap_used_mb", "dom_nodes", "js_event_listeners")   # harness.page_memory's, fitted
 LIVE_ROWS = 12                  # rows the live view shows (the last ones); all are printed at the end
 
 
@@ -121,12 +127,20 @@ def summarise(rows: list[dict], warmup_s: float) -> dict:
     fd_growth = {n: steady[-1]["fds"].get(n, 0) - steady[0]["fds"].get(n, 0) for n in names} if steady else {}
     cams = sorted({c for r in steady for c in r["fps_page"]})
     last = rows[-1] if rows else {}
+    probed = [r for r in steady if r.get("page_memory")]       # --page-memory: the renderer's own counters
+    page_growth = {k: (None if (g := slope_per_hour([r["t_s"] for r in probed],
+                                                    [r["page_memory"][k] for r in probed])) is None else round(g, 2))
+                   for k in PAGE_MEMORY_KEYS} if probed else None
     return {
         "rss_growth_mb_per_h": rss_growth,
         "pss_growth_mb_per_h": pss_growth,
         "chromium_pss_growth_mb_per_h_by_role": growth("chromium_pss_mb_by_role", roles),
         "stack_rss_growth_mb_per_h_by_mapping": growth("stack_rss_mb_by_mapping", MAPPING_KINDS),
         "fd_growth": fd_growth,
+        "chromium_fd_growth_by_kind": {k: steady[-1].get("chromium_fds_by_kind", {}).get(k, 0)
+                                       - steady[0].get("chromium_fds_by_kind", {}).get(k, 0)
+                                       for k in sorted({k for r in (steady[0], steady[-1])
+                                                        for k in r.get("chromium_fds_by_kind", {})})} if steady else {},
         "tmp_growth_mb": round(steady[-1]["tmp_mb"] - steady[0]["tmp_mb"], 3) if steady else None,
         "tmp_growth_mb_by_dir": {d: round(steady[-1]["tmp_mb_by_dir"][d] - steady[0]["tmp_mb_by_dir"][d], 3)
                                  for d in (steady[0]["tmp_mb_by_dir"] if steady else {})},
@@ -139,6 +153,9 @@ def summarise(rows: list[dict], warmup_s: float) -> dict:
         "cpu_pct_drift": {n: drift(t, [r.get("cpu_pct", {}).get(n) for r in steady]) for n in names},
         "py_objects_first_last": _first_last([r.get("py_objects") for r in steady]),
         "malloc_free_mb_first_last": _first_last([r.get("malloc_free_mb") for r in steady]),
+        "page_memory_growth_per_h": page_growth,
+        "page_memory_first_last": {k: _first_last([r["page_memory"][k] for r in probed]) for k in PAGE_MEMORY_KEYS}
+                                  if probed else None,
         "rss_mb_first_last": {n: [round(steady[0]["rss_mb"].get(n, 0.0), 1), round(steady[-1]["rss_mb"].get(n, 0.0), 1)]
                               for n in names},
         "episodes": last.get("episodes", 0),
@@ -161,6 +178,7 @@ class SoakConfig:
     merge: str = DEFAULT_MERGE
     record: bool = True
     max_steps: int | None = None
+    page_memory: bool = False           # read the plain page's JS heap and DOM counters over DevTools each row
 
 
 class Soak:
@@ -178,6 +196,7 @@ class Soak:
         self._t0 = 0.0
         self._prev: tuple[float, dict, dict] | None = None   # (time, page frames, stack seqs)
         self.profile_dir: str | None = None
+        self.page_profile: str | None = None       # the plain browser's profile, for page_memory
 
     def _on_chunk(self, chunk) -> None:
         with self._lock:
@@ -264,6 +283,7 @@ class Soak:
             # % of one core over the interval: which process takes the CPU when latency and fps drift
             "cpu_pct": {n: round(100.0 * cpu_used.get(n, 0.0) / dt, 1) for n, pids in groups.items() if pids},
             "chromium_pss_mb_by_role": by_role(groups["chromium"], pss_mb),
+            "chromium_fds_by_kind": fds_by_kind(groups["chromium"]),        # which kind its fd count grows in
             "stack_rss_mb_by_mapping": rss_mb_by_mapping(os.getpid()),     # which allocator holds the growth
             "processes": {n: len(pids) for n, pids in groups.items() if pids},
             "tmp_mb": round(sum(tmp.values()), 3),
@@ -278,6 +298,8 @@ class Soak:
             "load_1m": round(os.getloadavg()[0], 2),
             "py_objects": len(gc.get_objects()),      # this process's objects the GC tracks: Python-level growth
             "malloc_free_mb": None if (free := heap_free_mb()) is None else round(free, 1),   # held free by glibc
+            "page_memory": (page_memory(self.page_profile, self.stack.url)
+                            if self.config.page_memory and self.page_profile else None),
         }
 
 
@@ -352,6 +374,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--browser", choices=["plain", "playwright"], default="plain",
                    help="plain: chromium started as an operator's browser, nothing attached; playwright: "
                         "driven over the DevTools protocol (page counters read from the page)")
+    p.add_argument("--page-memory", action="store_true",
+                   help="diagnostic (plain browser): every row, visit the page over DevTools for a moment and read "
+                        "its JS heap and DOM node / listener counts (what in the renderer grows); no domain stays on")
     p.add_argument("--plot", metavar="PATH", help="write a PNG of RSS per process and latency over time")
     p.add_argument("--tracemalloc", type=int, default=0, metavar="N",
                    help="diagnostic: trace this process's Python allocations and report the N sites that grew "
@@ -359,6 +384,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     if args.minutes <= 0 or args.interval <= 0 or args.warmup < 0:
         p.error("--minutes and --interval must be > 0 and --warmup >= 0")
+    if args.page_memory and args.browser != "plain":
+        p.error("--page-memory reads the plain browser's page; with --browser playwright read it over Playwright")
     if args.tracemalloc < 0:
         p.error("--tracemalloc N needs N >= 0 (0: off)")
     if args.interval > args.minutes * 60:
@@ -368,7 +395,7 @@ def main(argv: list[str] | None = None) -> dict:
     tasks = tuple(resolve_tasks(args.tasks, args.checkpoint))
     config = SoakConfig(minutes=args.minutes, interval_s=args.interval, warmup_s=args.warmup, tasks=tasks,
                         first_seed=args.first_seed, checkpoint=args.checkpoint, merge=args.merge,
-                        record=not args.no_record, max_steps=args.max_steps)
+                        record=not args.no_record, max_steps=args.max_steps, page_memory=args.page_memory)
     logging.basicConfig(level=logging.WARNING)
     from rich.console import Console
     from rich.live import Live
@@ -387,8 +414,9 @@ def main(argv: list[str] | None = None) -> dict:
         # Set before the stack imports gradio: gradio reads it at import and at Blocks().
         gradio_dir = os.environ.setdefault("GRADIO_TEMP_DIR", os.path.join(tmp, "gradio"))
         with live_stack(tmp, checkpoint=config.checkpoint, merge=config.merge, browser=args.browser,
-                        record=config.record, console=console) as (stack, page):
+                        record=config.record, console=console, page_devtools=config.page_memory) as (stack, page):
             soak = Soak(stack, page, config, gradio_dir, stack.config.dataset, log=console.print)
+            soak.page_profile = os.path.join(tmp, "chromium-profile")     # live_stack's plain browser
             soak.start()
             end = time.monotonic() + config.minutes * 60
             progress = Progress(TextColumn("soak"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),

@@ -6,6 +6,7 @@ numbers must not carry a DevTools session's cost)."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import queue
 import signal
@@ -90,10 +91,13 @@ def chromium_page(viewport=(1400, 1000)):
 
 
 @contextmanager
-def plain_chromium(url: str, profile: str, viewport: tuple[int, int] = (1400, 1000)):
+def plain_chromium(url: str, profile: str, viewport: tuple[int, int] = (1400, 1000), devtools: bool = False):
     """An operator's browser on `url`: headless chromium as a child of this process, nothing
-    attached (no DevTools session). Killed with its whole process group at the end."""
-    proc = subprocess.Popen([CHROMIUM, "--headless=new", *CHROMIUM_ARGS, f"--user-data-dir={profile}",
+    attached (no DevTools session). devtools=True opens a DevTools port on 127.0.0.1 (chromium
+    writes it to PROFILE/DevToolsActivePort) for page_memory's short visits. Killed with its whole
+    process group at the end."""
+    port = ["--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0"] if devtools else []
+    proc = subprocess.Popen([CHROMIUM, "--headless=new", *CHROMIUM_ARGS, *port, f"--user-data-dir={profile}",
                              f"--window-size={viewport[0]},{viewport[1]}", "--no-first-run", url],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -107,3 +111,35 @@ def plain_chromium(url: str, profile: str, viewport: tuple[int, int] = (1400, 10
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def page_memory(profile: str, url: str, timeout_s: float = 10.0) -> dict | None:
+    """What the page at `url` holds, read over DevTools for a moment (a plain_chromium started with
+    devtools=True): its JS heap (Runtime.getHeapUsage) and DOM counters (Memory.getDOMCounters), no
+    domain enabled, detached at once. Tells a renderer's growth in JS objects or DOM nodes apart
+    from growth elsewhere (images, layout, the compositor). None when the page cannot be reached."""
+    import json
+    import urllib.request
+
+    from websockets.sync.client import connect
+    try:
+        port = int((Path(profile) / "DevToolsActivePort").read_text().split()[0])
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=timeout_s) as r:
+            targets = json.load(r)
+        target = next(t for t in targets if t.get("type") == "page" and t.get("url", "").startswith(url))
+        with connect(target["webSocketDebuggerUrl"], open_timeout=timeout_s, max_size=None) as ws:
+            replies = {}
+            for i, method in enumerate(["Runtime.getHeapUsage", "Memory.getDOMCounters"]):
+                ws.send(json.dumps({"id": i, "method": method}))
+            while len(replies) < 2:
+                msg = json.loads(ws.recv(timeout=timeout_s))
+                if "id" in msg:
+                    replies[msg["id"]] = msg.get("result", {})
+    except (OSError, ValueError, StopIteration, TimeoutError, KeyError) as exc:
+        logging.getLogger(__name__).warning("page_memory: could not read the page (%s)", exc)
+        return None
+    heap, dom = replies[0], replies[1]
+    return {"js_heap_used_mb": round(heap.get("usedSize", 0) / 2**20, 2),
+            "js_heap_total_mb": round(heap.get("totalSize", 0) / 2**20, 2),
+            "dom_nodes": dom.get("nodes"), "js_event_listeners": dom.get("jsEventListeners"),
+            "documents": dom.get("documents")}

@@ -114,6 +114,35 @@ def fd_count(pid: int) -> int:
         return 0
 
 
+def fd_kind(target: str) -> str:
+    """What an open fd is, from its /proc/PID/fd link: socket, pipe, anon:eventfd (and other
+    anon_inode kinds), memfd, dev, or file."""
+    if target.startswith(("socket:", "pipe:")):
+        return target.split(":", 1)[0]
+    if target.startswith("anon_inode:"):
+        return "anon:" + target.split(":", 1)[1].strip("[]")
+    if target.startswith("/memfd:"):
+        return "memfd"
+    return "dev" if target.startswith("/dev/") else "file"
+
+
+def fds_by_kind(pids: list[int]) -> dict[str, int]:
+    """Open fds of these processes counted by fd_kind: which kind a process's fd growth is."""
+    out: dict[str, int] = {}
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                kind = fd_kind(os.readlink(f"/proc/{pid}/fd/{fd}"))
+            except OSError:                 # closed meanwhile
+                continue
+            out[kind] = out.get(kind, 0) + 1
+    return out
+
+
 def process_groups(root: int, policy_pid: int | None) -> dict[str, list[int]]:
     """The processes of a soak by role: stack (root), policy (the child and anything below it),
     chromium (every chromium process), other (ffmpeg encoders, Playwright's driver, anything else)."""

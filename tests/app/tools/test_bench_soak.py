@@ -45,6 +45,18 @@ def test_summary_leaves_out_the_warmup_and_has_every_key():
     assert s["warmup_reached"] and s["rows_fitted"] == len(rows) - 1
 
 
+def test_summary_fits_the_pages_own_counters_when_probed():
+    rows = [dict(row(t, 400, 50), page_memory={"js_heap_used_mb": 20 + t / 360, "dom_nodes": 900 + t // 60,
+                                               "js_event_listeners": 150}) for t in range(120, 601, 60)]
+    rows[3]["page_memory"] = None                          # a visit that could not read the page: left out
+    s = bench_soak.summarise(rows, warmup_s=120)
+    assert s["page_memory_growth_per_h"]["js_heap_used_mb"] == pytest.approx(10.0, abs=0.01)
+    assert s["page_memory_growth_per_h"]["dom_nodes"] == pytest.approx(60.0, abs=0.01)
+    assert s["page_memory_growth_per_h"]["js_event_listeners"] == pytest.approx(0.0, abs=1e-6)
+    assert s["page_memory_first_last"]["dom_nodes"] == [902, 910]
+    assert bench_soak.summarise([row(t, 400, 50) for t in (120, 180)], 120)["page_memory_growth_per_h"] is None
+
+
 def test_drift_compares_window_medians_not_single_intervals():
     t = list(range(0, 1200, 60))
     noisy = [100.0] * 20
@@ -61,6 +73,9 @@ def test_bad_flags_are_refused_with_the_fix(capsys):
     with pytest.raises(SystemExit):
         bench_soak.main(["--minutes", "0.1", "--interval", "60"])
     assert "lower --interval" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench_soak.main(["--browser", "playwright", "--page-memory"])
+    assert "plain browser" in capsys.readouterr().err
 
 
 @pytest.mark.browser
@@ -71,7 +86,7 @@ def test_short_real_soak(tmp_path):
                GRADIO_ANALYTICS_ENABLED="False")
     env.pop("GRADIO_TEMP_DIR", None)
     out = subprocess.run([sys.executable, "-m", "app.tools.bench_soak", "--minutes", "0.35", "--interval", "5",
-                          "--warmup", "5", "--plot", str(plot)], cwd=REPO, env=env, capture_output=True, text=True,
+                          "--warmup", "5", "--plot", str(plot), "--page-memory"], cwd=REPO, env=env, capture_output=True, text=True,
                          timeout=540)
     assert out.returncode == 0, out.stderr[-4000:]
     s = json.loads(out.stdout.strip().splitlines()[-1])
@@ -89,3 +104,9 @@ def test_short_real_soak(tmp_path):
     assert s["recording"] and s["rows"][-1]["recording_mb"] > 0                 # rollouts were saved
     assert s["browser"] == "plain"                # an operator's chromium, no DevTools session attached
     assert plot.stat().st_size > 10_000
+    # --page-memory: the console page's own counters, read over DevTools each row (a Gradio page with
+    # the live tiles, status bar and panels holds thousands of nodes and megabytes of JS heap)
+    pages = [r["page_memory"] for r in s["rows"] if r["page_memory"]]
+    assert len(pages) >= len(s["rows"]) - 1, [r["page_memory"] for r in s["rows"]]
+    assert all(p["dom_nodes"] > 500 and p["js_heap_used_mb"] > 1 for p in pages), pages
+    assert set(s["page_memory_growth_per_h"]) == {"js_heap_used_mb", "dom_nodes", "js_event_listeners"}

@@ -120,3 +120,23 @@ def test_rss_by_mapping_sees_a_thread_arena_and_a_large_buffer():
     assert proc_probes.mapping_kind(0x7F0004000000, 2**20, "") == "arenas"
     assert proc_probes.mapping_kind(0x7F0004001000, 2**20, "") == "anon"
     assert proc_probes.mapping_kind(0x7F0004001000, 2**20, "[stack]") == "anon"
+
+
+def test_fds_by_kind_counts_what_this_process_opens(tmp_path):
+    import socket
+    before = proc_probes.fds_by_kind([os.getpid()])
+    r, w = os.pipe()
+    socks = [socket.socket() for _ in range(3)]
+    f = open(tmp_path / "x", "w")
+    try:
+        after = proc_probes.fds_by_kind([os.getpid()])
+        assert after.get("pipe", 0) - before.get("pipe", 0) == 2
+        assert after.get("socket", 0) - before.get("socket", 0) == 3
+        assert after.get("file", 0) - before.get("file", 0) == 1
+    finally:
+        os.close(r), os.close(w), f.close()
+        for s in socks:
+            s.close()
+    assert proc_probes.fd_kind("anon_inode:[eventfd]") == "anon:eventfd"
+    assert proc_probes.fd_kind("/memfd:shared (deleted)") == "memfd" and proc_probes.fd_kind("/dev/null") == "dev"
+    assert proc_probes.fds_by_kind([2**22 + 7]) == {}                     # no such process
