@@ -41,7 +41,8 @@ Threads: the main thread owns the page (Playwright's sync API is single-threaded
 one worker thread runs the rollouts; the controller's chunk listener appends to a locked list.
 The last line is JSON: rss_growth_mb_per_h ({process: least-squares slope of RSS after the
 warm-up, MB per hour}), chromium_pss_growth_mb_per_h_by_role (which of chromium's processes
-grows: browser, renderer, gpu-process, utility, ...), stack_rss_growth_mb_per_h_by_mapping (where this
+grows: browser, renderer, gpu-process, utility, ...), chromium_rss_growth_mb_per_h_by_process (each of
+chromium's processes on its own, over the rows it lived in: the per-process target), stack_rss_growth_mb_per_h_by_mapping (where this
 process's growth lives: glibc's main heap, its thread arenas, other anonymous maps, files;
 proc_probes.rss_mb_by_mapping), page_memory_growth_per_h (--page-memory; per hour), fd_growth ({process: last - first after the warm-up}), tmp_growth_mb,
 fps_first_last, latency_ms_first_last, latency_ms_drift / fps_page_drift / cpu_pct_drift (medians of the first and
@@ -73,7 +74,7 @@ from app.status import percentile  # noqa: E402
 from app.heap_trim import free_mb as heap_free_mb  # noqa: E402
 from app.tools.harness import page_memory  # noqa: E402
 from app.tools.heap_growth import HeapGrowth  # noqa: E402
-from app.tools.proc_probes import (MAPPING_KINDS, by_role, chromium_profile, cpu_samples,  # noqa: E402
+from app.tools.proc_probes import (MAPPING_KINDS, by_process, by_role, chromium_profile, cpu_samples,  # noqa: E402
                                    cpu_seconds_by_group, dir_size_mb, fds_by_kind,
                                    fd_count, process_groups, pss_mb, rss_mb, rss_mb_by_mapping)
 
@@ -127,6 +128,11 @@ def summarise(rows: list[dict], warmup_s: float) -> dict:
     fd_growth = {n: steady[-1]["fds"].get(n, 0) - steady[0]["fds"].get(n, 0) for n in names} if steady else {}
     cams = sorted({c for r in steady for c in r["fps_page"]})
     last = rows[-1] if rows else {}
+    per_process = {}                  # chromium's processes one by one, each fitted over the rows it lived in
+    for key in sorted({k for r in steady for k in r.get("chromium_rss_mb_by_process", {})}):
+        lived = [r for r in steady if key in r.get("chromium_rss_mb_by_process", {})]
+        g = slope_per_hour([r["t_s"] for r in lived], [r["chromium_rss_mb_by_process"][key] for r in lived])
+        per_process[key] = None if g is None else round(g, 1)
     probed = [r for r in steady if r.get("page_memory")]       # --page-memory: the renderer's own counters
     page_growth = {k: (None if (g := slope_per_hour([r["t_s"] for r in probed],
                                                     [r["page_memory"][k] for r in probed])) is None else round(g, 2))
@@ -135,6 +141,7 @@ def summarise(rows: list[dict], warmup_s: float) -> dict:
         "rss_growth_mb_per_h": rss_growth,
         "pss_growth_mb_per_h": pss_growth,
         "chromium_pss_growth_mb_per_h_by_role": growth("chromium_pss_mb_by_role", roles),
+        "chromium_rss_growth_mb_per_h_by_process": per_process,
         "stack_rss_growth_mb_per_h_by_mapping": growth("stack_rss_mb_by_mapping", MAPPING_KINDS),
         "fd_growth": fd_growth,
         "chromium_fd_growth_by_kind": {k: steady[-1].get("chromium_fds_by_kind", {}).get(k, 0)
@@ -283,7 +290,8 @@ class Soak:
             # % of one core over the interval: which process takes the CPU when latency and fps drift
             "cpu_pct": {n: round(100.0 * cpu_used.get(n, 0.0) / dt, 1) for n, pids in groups.items() if pids},
             "chromium_pss_mb_by_role": by_role(groups["chromium"], pss_mb),
-            "chromium_fds_by_kind": fds_by_kind(groups["chromium"]),        # which kind its fd count grows in
+            "chromium_fds_by_kind": fds_by_kind(groups["chromium"]),
+            "chromium_rss_mb_by_process": by_process(groups["chromium"], rss_mb),        # which kind its fd count grows in
             "stack_rss_mb_by_mapping": rss_mb_by_mapping(os.getpid()),     # which allocator holds the growth
             "processes": {n: len(pids) for n, pids in groups.items() if pids},
             "tmp_mb": round(sum(tmp.values()), 3),

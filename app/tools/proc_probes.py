@@ -201,6 +201,17 @@ def by_role(pids: list[int], probe) -> dict[str, float]:
     return out
 
 
+def by_process(pids: list[int], probe) -> dict[str, float]:
+    """probe for each chromium process, keyed "role-pid" (utility-sub-type is not needed: the
+    pid tells them apart): a target of so many MB per hour *per process* is read here, and a
+    process that starts late (chromium's services) gets a series of its own instead of a step."""
+    out: dict[str, float] = {}
+    for pid in pids:
+        if role := chromium_role(pid):
+            out[f"{role}-{pid}"] = round(probe(pid), 1)
+    return out
+
+
 def dir_size_mb(path: str | None) -> float:
     if not path or not os.path.isdir(path):
         return 0.0

@@ -57,6 +57,15 @@ def test_summary_fits_the_pages_own_counters_when_probed():
     assert bench_soak.summarise([row(t, 400, 50) for t in (120, 180)], 120)["page_memory_growth_per_h"] is None
 
 
+def test_chromium_processes_are_fitted_one_by_one_over_the_rows_they_lived():
+    rows = [dict(row(t, 400, 50), chromium_rss_mb_by_process={"renderer-7": 250 + t / 360, "browser-5": 130.0,
+                                                              **({"utility-9": 90.0} if t >= 300 else {})})
+            for t in range(120, 601, 60)]
+    g = bench_soak.summarise(rows, warmup_s=120)["chromium_rss_growth_mb_per_h_by_process"]
+    assert g["renderer-7"] == pytest.approx(10.0, abs=0.01) and g["browser-5"] == pytest.approx(0.0, abs=1e-6)
+    assert g["utility-9"] == pytest.approx(0.0, abs=1e-6)      # a late service: its own flat series, not a step
+
+
 def test_drift_compares_window_medians_not_single_intervals():
     t = list(range(0, 1200, 60))
     noisy = [100.0] * 20
@@ -92,6 +101,7 @@ def test_short_real_soak(tmp_path):
     s = json.loads(out.stdout.strip().splitlines()[-1])
     assert KEYS <= s.keys()
     assert set(s["rss_growth_mb_per_h"]) >= {"stack", "policy", "chromium"}
+    assert any(k.startswith("renderer-") for k in s["chromium_rss_growth_mb_per_h_by_process"]), s.keys()
     for r in s["rows"]:
         assert all(r["rss_mb"][n] > 0 for n in ("stack", "policy", "chromium")), r
         assert all(r["fds"][n] > 0 and r["pss_mb"][n] > 0 for n in ("stack", "policy", "chromium")), r

@@ -76,6 +76,8 @@ def test_chromium_roles_come_from_the_type_flag():
         assert proc_probes.chromium_role(child.pid) == "renderer"
         assert proc_probes.chromium_role(me) == "browser"          # no --type: the main process
         assert proc_probes.by_role([child.pid, me], lambda pid: 1.5) == {"renderer": 1.5, "browser": 1.5}
+        assert proc_probes.by_process([child.pid, me], lambda pid: 2.0) == {f"renderer-{child.pid}": 2.0,
+                                                                            f"browser-{me}": 2.0}
     finally:
         child.kill()
         child.wait()
