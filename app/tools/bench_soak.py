@@ -110,6 +110,17 @@ def drift(t_s: list[float], values: list, window: int = 5) -> dict:
             "slope_per_h": None if slope is None else round(slope, 1), "window": k}
 
 
+def _fit_where_present(rows: list[dict], value, digits: int = 1) -> float | None:
+    """slope_per_hour of value(row) over the rows where it is not None (a process that started late)."""
+    points = [(r["t_s"], v) for r in rows if (v := value(r)) is not None]
+    slope = slope_per_hour([t for t, _ in points], [v for _, v in points])
+    return None if slope is None else round(slope, digits)
+
+
+def _last_minus_first(first: dict, last: dict) -> dict:
+    return {k: last.get(k, 0) - first.get(k, 0) for k in sorted(first.keys() | last.keys())}
+
+
 def summarise(rows: list[dict], warmup_s: float) -> dict:
     """rows: one dict per interval (see Soak.sample). Fits and first/last use rows with t >= warmup_s
     (all rows if none reach it, flagged in `warmup_reached`)."""
@@ -125,17 +136,14 @@ def summarise(rows: list[dict], warmup_s: float) -> dict:
     rss_growth = growth("rss_mb", names)
     pss_growth = growth("pss_mb", names) if steady and "pss_mb" in steady[0] else {}
     roles = sorted({k for r in steady for k in r.get("chromium_pss_mb_by_role", {})})
-    fd_growth = {n: steady[-1]["fds"].get(n, 0) - steady[0]["fds"].get(n, 0) for n in names} if steady else {}
+    fd_growth = {n: _last_minus_first(steady[0]["fds"], steady[-1]["fds"]).get(n, 0) for n in names} if steady else {}
     cams = sorted({c for r in steady for c in r["fps_page"]})
     last = rows[-1] if rows else {}
-    per_process = {}                  # chromium's processes one by one, each fitted over the rows it lived in
-    for key in sorted({k for r in steady for k in r.get("chromium_rss_mb_by_process", {})}):
-        lived = [r for r in steady if key in r.get("chromium_rss_mb_by_process", {})]
-        g = slope_per_hour([r["t_s"] for r in lived], [r["chromium_rss_mb_by_process"][key] for r in lived])
-        per_process[key] = None if g is None else round(g, 1)
+    # chromium's processes one by one, each fitted over the rows it lived in
+    per_process = {k: _fit_where_present(steady, lambda r, k=k: r.get("chromium_rss_mb_by_process", {}).get(k))
+                   for k in sorted({k for r in steady for k in r.get("chromium_rss_mb_by_process", {})})}
     probed = [r for r in steady if r.get("page_memory")]       # --page-memory: the renderer's own counters
-    page_growth = {k: (None if (g := slope_per_hour([r["t_s"] for r in probed],
-                                                    [r["page_memory"][k] for r in probed])) is None else round(g, 2))
+    page_growth = {k: _fit_where_present(probed, lambda r, k=k: r["page_memory"][k], digits=2)
                    for k in PAGE_MEMORY_KEYS} if probed else None
     return {
         "rss_growth_mb_per_h": rss_growth,
@@ -144,10 +152,8 @@ def summarise(rows: list[dict], warmup_s: float) -> dict:
         "chromium_rss_growth_mb_per_h_by_process": per_process,
         "stack_rss_growth_mb_per_h_by_mapping": growth("stack_rss_mb_by_mapping", MAPPING_KINDS),
         "fd_growth": fd_growth,
-        "chromium_fd_growth_by_kind": {k: steady[-1].get("chromium_fds_by_kind", {}).get(k, 0)
-                                       - steady[0].get("chromium_fds_by_kind", {}).get(k, 0)
-                                       for k in sorted({k for r in (steady[0], steady[-1])
-                                                        for k in r.get("chromium_fds_by_kind", {})})} if steady else {},
+        "chromium_fd_growth_by_kind": _last_minus_first(steady[0].get("chromium_fds_by_kind", {}),
+                                                        steady[-1].get("chromium_fds_by_kind", {})) if steady else {},
         "tmp_growth_mb": round(steady[-1]["tmp_mb"] - steady[0]["tmp_mb"], 3) if steady else None,
         "tmp_growth_mb_by_dir": {d: round(steady[-1]["tmp_mb_by_dir"][d] - steady[0]["tmp_mb_by_dir"][d], 3)
                                  for d in (steady[0]["tmp_mb_by_dir"] if steady else {})},
@@ -203,7 +209,6 @@ class Soak:
         self._t0 = 0.0
         self._prev: tuple[float, dict, dict] | None = None   # (time, page frames, stack seqs)
         self.profile_dir: str | None = None
-        self.page_profile: str | None = None       # the plain browser's profile, for page_memory
 
     def _on_chunk(self, chunk) -> None:
         with self._lock:
@@ -290,8 +295,8 @@ class Soak:
             # % of one core over the interval: which process takes the CPU when latency and fps drift
             "cpu_pct": {n: round(100.0 * cpu_used.get(n, 0.0) / dt, 1) for n, pids in groups.items() if pids},
             "chromium_pss_mb_by_role": by_role(groups["chromium"], pss_mb),
-            "chromium_fds_by_kind": fds_by_kind(groups["chromium"]),
-            "chromium_rss_mb_by_process": by_process(groups["chromium"], rss_mb),        # which kind its fd count grows in
+            "chromium_fds_by_kind": fds_by_kind(groups["chromium"]),       # which kind its fd count grows in
+            "chromium_rss_mb_by_process": by_process(groups["chromium"], rss_mb),
             "stack_rss_mb_by_mapping": rss_mb_by_mapping(os.getpid()),     # which allocator holds the growth
             "processes": {n: len(pids) for n, pids in groups.items() if pids},
             "tmp_mb": round(sum(tmp.values()), 3),
@@ -306,8 +311,8 @@ class Soak:
             "load_1m": round(os.getloadavg()[0], 2),
             "py_objects": len(gc.get_objects()),      # this process's objects the GC tracks: Python-level growth
             "malloc_free_mb": None if (free := heap_free_mb()) is None else round(free, 1),   # held free by glibc
-            "page_memory": (page_memory(self.page_profile, self.stack.url)
-                            if self.config.page_memory and self.page_profile else None),
+            "page_memory": (page_memory(self.profile_dir, self.stack.url)
+                            if self.config.page_memory and self.profile_dir else None),
         }
 
 
@@ -424,7 +429,6 @@ def main(argv: list[str] | None = None) -> dict:
         with live_stack(tmp, checkpoint=config.checkpoint, merge=config.merge, browser=args.browser,
                         record=config.record, console=console, page_devtools=config.page_memory) as (stack, page):
             soak = Soak(stack, page, config, gradio_dir, stack.config.dataset, log=console.print)
-            soak.page_profile = os.path.join(tmp, "chromium-profile")     # live_stack's plain browser
             soak.start()
             end = time.monotonic() + config.minutes * 60
             progress = Progress(TextColumn("soak"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),

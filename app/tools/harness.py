@@ -6,6 +6,7 @@ numbers must not carry a DevTools session's cost)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import queue
@@ -15,6 +16,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -118,10 +120,7 @@ def page_memory(profile: str, url: str, timeout_s: float = 10.0) -> dict | None:
     devtools=True): its JS heap (Runtime.getHeapUsage) and DOM counters (Memory.getDOMCounters), no
     domain enabled, detached at once. Tells a renderer's growth in JS objects or DOM nodes apart
     from growth elsewhere (images, layout, the compositor). None when the page cannot be reached."""
-    import json
-    import urllib.request
-
-    from websockets.sync.client import connect
+    from websockets.sync.client import connect      # gradio's dependency; only this diagnostic needs it
     try:
         port = int((Path(profile) / "DevToolsActivePort").read_text().split()[0])
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=timeout_s) as r:
