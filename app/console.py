@@ -21,6 +21,7 @@ from app import monitor_panels, panels, plots, teleop, xr_teleop
 from app.control.controller import Controller, StoppedError
 from app.control.records import Mode
 from app.imagined import FuturePreviews
+from app.live_route import add_live_route
 from app.live_view import LiveFeeds
 from app.collection import CollectionConfig, CollectionSession
 from app.recording import Recorder
@@ -419,6 +420,7 @@ class Console:
         demo.queue(default_concurrency_limit=None)
         demo.launch(server_name=host, server_port=port, auth=auth, inbrowser=inbrowser, prevent_thread_lock=True,
                     css_paths=[CSS_PATH], theme=gr.themes.Soft(), show_error=True, quiet=True, footer_links=[])
+        add_live_route(demo.server_app, self.feeds)     # the camera tiles' frames, as JPEG bytes
 
     def is_running(self) -> bool:
         return bool(self.demo is not None and getattr(self.demo, "is_running", False))

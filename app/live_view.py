@@ -1,7 +1,7 @@
-"""Live camera feeds for the browser: newest frame of each camera as a base64 JPEG, pulled.
+"""Live camera feeds for the browser: newest frame of each camera as a JPEG, pulled.
 
-Each camera tile in the page runs its own "pull" loop: it asks for the next frame newer than
-the one it shows, waits for the answer, shows it, and asks again. A slow link or a busy tab
+Each camera tile in the page runs its own "pull" loop over app/live_route.py's HTTP route: it
+asks for the next frame newer than the one it shows, waits for the answer, shows it, and asks again. A slow link or a busy tab
 therefore gets fewer, fresher frames instead of a growing backlog (NOTES.md: the pull loop
 was the only method that stayed usable on a 4 Mbit/s link). Every camera loops on its own,
 so each shows at its own rate. Frames are encoded once per camera frame, whatever the number
@@ -92,7 +92,7 @@ class _CameraFeed:
         self.config = config
         self.meter = _RateMeter()
         self._lock = threading.Lock()
-        self._encoded: dict[str, tuple[int, str]] = {}   # view ("rgb"/"depth") -> (seq, b64 jpeg)
+        self._encoded: dict[str, tuple[int, bytes]] = {}   # view ("rgb"/"depth") -> (seq, jpeg)
 
     @property
     def has_depth(self) -> bool:
@@ -111,7 +111,7 @@ class _CameraFeed:
                 return None
             time.sleep(self.config.poll_s)
 
-    def _encode(self, frame: Frame, view: str) -> str:
+    def _encode(self, frame: Frame, view: str) -> bytes:
         with self._lock:
             cached = self._encoded.get(view)
             if cached is not None and cached[0] == frame.seq:
@@ -120,10 +120,10 @@ class _CameraFeed:
                 image = colorize_depth(frame.depth, self.config.depth_range_mm)
             else:
                 image = frame.rgb
-            b64 = jpeg_b64(image, self.config.jpeg_quality)
-            self._encoded[view] = (frame.seq, b64)
+            jpeg = encode_jpeg(image, self.config.jpeg_quality)
+            self._encoded[view] = (frame.seq, jpeg)
             self.meter.add(frame.seq, frame.timestamp)
-            return b64
+            return jpeg
 
     def next_frame(self, after_seq: int, depth: bool) -> dict:
         name = self.camera.name
@@ -142,15 +142,15 @@ class _CameraFeed:
                               f"camera '{name}': no new frame for {age:.1f} s (stream stalled)")
                     if age is None or age > self.config.stale_s else None}
         view = "depth" if depth and frame.depth is not None else "rgb"
-        b64 = self._encode(frame, view)
-        return {"camera": name, "seq": frame.seq, "jpeg": b64, "view": view,
+        jpeg = self._encode(frame, view)
+        return {"camera": name, "seq": frame.seq, "jpeg": jpeg, "view": view,
                 "age_ms": round(frame.age_s * 1000.0, 1), "fps": round(self.meter.fps, 1),
                 "captured_ms": round((time.time() - frame.age_s) * 1000.0, 1),
                 "width": int(frame.rgb.shape[1]), "height": int(frame.rgb.shape[0]), "error": None}
 
 
 class LiveFeeds:
-    """The console's view of all cameras; `next_frame` is what each page tile calls in a loop."""
+    """The console's view of all cameras; `next_frame` answers each page tile's pull (app/live_route.py)."""
 
     def __init__(self, cameras: dict[str, Camera], config: LiveViewConfig | None = None):
         if not cameras:
@@ -170,8 +170,8 @@ class LiveFeeds:
     def next_frame(self, name: str, after_seq: int = -1, depth: bool = False) -> dict:
         """The first frame of `name` newer than `after_seq` (waits up to max_wait_s).
 
-        Returns a JSON-ready dict: seq, jpeg (base64), age_ms, captured_ms (wall clock), fps, width, height, error
-        (plain words, or None). Never raises for camera trouble: the page shows the error."""
+        Returns a dict: seq, jpeg (bytes), view, age_ms, captured_ms (wall clock), fps, width, height,
+        error (plain words, or None); everything but jpeg is JSON-ready. Never raises for camera trouble: the page shows the error."""
         feed = self._feeds.get(name)
         if feed is None:
             return {"camera": name, "error": f"unknown camera '{name}'; this rig has {', '.join(self._feeds)}"}

@@ -1,9 +1,11 @@
 """The live parts of the page: camera tiles, the imagined-future panel and the status bar.
 
-Each is a gr.HTML whose script pulls from a server function in a loop (see live_view.py for
-why pulling). Server functions bypass Gradio's queue, so a busy queue (a review plot being
-drawn) never delays a frame, and they check the login like every other route. Gradio 6.31
-passes a server function's arguments as one list, and runs it on the thread pool.
+Each is a gr.HTML whose script pulls in a loop (see live_view.py for why pulling): the camera
+tiles from the console's own HTTP route (app/live_route.py: JPEG bytes, not base64 in JSON), the
+future panel and the status bar from server functions. Both bypass Gradio's queue, so a busy
+queue (a review plot being drawn) never delays a frame, and both check the login like every
+other route. Gradio 6.31 passes a server function's arguments as one list, and runs it on the
+thread pool.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from collections.abc import Callable
 import gradio as gr
 
 from app.imagined import FuturePreviews
+from app.live_route import LIVE_PATH
 from app.live_view import LiveFeeds
 from app.static_files import script
 
@@ -58,15 +61,10 @@ def _named(fn: Callable, name: str) -> Callable:
 
 
 def camera_tile(feeds: LiveFeeds, camera: str) -> gr.HTML:
-    def next_frame(args: ServerArgs) -> dict:
-        name, after_seq, depth = server_args(args, 3, (None, -1, False))
-        if name != camera:
-            return {"camera": camera, "error": f"this tile shows '{camera}', not '{name}'"}
-        return feeds.next_frame(camera, int(after_seq), bool(depth))
-
-    return gr.HTML(value="", html_template=CAMERA_TILE_TEMPLATE, js_on_load=CAMERA_TILE_JS,
-                   server_functions=[_named(next_frame, "next_frame")], camera=camera,
-                   has_depth=feeds.has_depth(camera), elem_classes=["ewam-cam"], elem_id=f"cam-{camera}")
+    """A tile that pulls `camera`'s frames from app/live_route.py (the console adds the route at launch)."""
+    return gr.HTML(value="", html_template=CAMERA_TILE_TEMPLATE, js_on_load=CAMERA_TILE_JS, camera=camera,
+                   live_path=LIVE_PATH.lstrip("/"), has_depth=feeds.has_depth(camera),
+                   elem_classes=["ewam-cam"], elem_id=f"cam-{camera}")
 
 
 def future_panel(previews: FuturePreviews | None, fps: float) -> gr.HTML:

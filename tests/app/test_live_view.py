@@ -1,5 +1,3 @@
-import base64
-
 import cv2
 import numpy as np
 import pytest
@@ -7,8 +5,8 @@ import pytest
 from app.live_view import LiveFeeds, LiveViewConfig, colorize_depth, encode_jpeg
 
 
-def decode(b64: str) -> np.ndarray:
-    return cv2.imdecode(np.frombuffer(base64.b64decode(b64), np.uint8), cv2.IMREAD_COLOR)
+def decode(jpeg: bytes) -> np.ndarray:
+    return cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
 
 
 def test_each_pull_returns_a_newer_decodable_frame(sim_robot):

@@ -1,4 +1,5 @@
 """run_demo.py as a process: flag checks, start-up failures and a dying part, each with a clear message."""
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -76,15 +77,19 @@ def test_with_auth_nothing_is_served_before_login(guarded_demo):
     url = guarded_demo.url
     with httpx.Client(base_url=url, timeout=30) as anonymous:
         assert anonymous.get("/config").status_code == 401
-        # the live-frame, teleop and status functions too
+        # the teleop and status functions too, and the camera frames' own route
         denied = anonymous.post("/gradio_api/component_server/",
-                                json={"data": ["head", -1, False], "fn_name": "next_frame", "component_id": 1,
-                                      "session_hash": "x"})
+                                json={"data": [""], "fn_name": "status", "component_id": 1, "session_hash": "x"})
         assert denied.status_code == 401
+        frame = anonymous.get("/ewam/live/head")
+        assert frame.status_code == 401 and "log in" in frame.json()["error"]
         assert anonymous.post("/login", data={"username": "operator", "password": "wrong"}).status_code == 400
     with httpx.Client(base_url=url, timeout=30) as operator:
         assert operator.post("/login", data={"username": "operator", "password": "s3cret-pass"}).status_code == 200
         assert operator.get("/config").status_code == 200
+        frame = operator.get("/ewam/live/head")
+        assert frame.status_code == 200 and frame.headers["content-type"] == "image/jpeg"
+        assert json.loads(frame.headers["x-ewam-frame"])["camera"] == "head" and frame.content[:2] == b"\xff\xd8"
 
 
 def test_when_the_policy_server_dies_everything_shuts_down_with_the_reason(guarded_demo):
