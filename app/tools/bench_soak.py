@@ -46,7 +46,9 @@ chromium's processes on its own, over the rows it lived in: the per-process targ
 process's growth lives: glibc's main heap, its thread arenas, other anonymous maps, files;
 proc_probes.rss_mb_by_mapping), page_memory_growth_per_h (--page-memory; per hour), fd_growth ({process: last - first after the warm-up}), tmp_growth_mb,
 fps_first_last, latency_ms_first_last, latency_ms_drift / fps_page_drift / cpu_pct_drift (medians of the first and
-last 5 intervals: one interval's p50 swings +-20% on 2 shared cores), episodes, successes, and the rows.
+last 5 intervals: one interval's p50 swings +-20% on 2 shared cores), policy_cpu_ms_per_chunk_drift (the
+machine-speed canary: the policy does the same work per chunk, so its CPU per chunk rising with the
+latency says the host got slower, not our code), episodes, successes, and the rows.
 Targets (issue 19): RSS < 20 MB/h per process, no fd or temp growth, last fps and latency within
 10% of the first.
 """
@@ -74,6 +76,7 @@ from app.status import percentile  # noqa: E402
 from app.heap_trim import free_mb as heap_free_mb  # noqa: E402
 from app.tools.harness import page_memory  # noqa: E402
 from app.tools.heap_growth import HeapGrowth  # noqa: E402
+from app.tools.soak_report import heap_table, rows_table, write_plot  # noqa: E402
 from app.tools.proc_probes import (MAPPING_KINDS, by_process, by_role, chromium_profile, cpu_samples,  # noqa: E402
                                    cpu_seconds_by_group, dir_size_mb, fds_by_kind,
                                    fd_count, process_groups, pss_mb, rss_mb, rss_mb_by_mapping)
@@ -164,6 +167,7 @@ def summarise(rows: list[dict], warmup_s: float) -> dict:
         "fps_page_drift": drift(t, [float(np.mean(list(r["fps_page"].values()))) if r["fps_page"] else None
                                     for r in steady]),
         "cpu_pct_drift": {n: drift(t, [r.get("cpu_pct", {}).get(n) for r in steady]) for n in names},
+        "policy_cpu_ms_per_chunk_drift": drift(t, [r.get("policy_cpu_ms_per_chunk") for r in steady]),
         "py_objects_first_last": _first_last([r.get("py_objects") for r in steady]),
         "malloc_free_mb_first_last": _first_last([r.get("malloc_free_mb") for r in steady]),
         "page_memory_growth_per_h": page_growth,
@@ -306,6 +310,10 @@ class Soak:
             "fps_stack": {c: round((seqs[c] - seqs_prev.get(c, 0)) / dt, 1) for c in seqs},
             "latency_ms_p50": percentile(lat, 50) if lat else None,
             "chunks": len(lat),
+            # the policy's CPU per chunk: the same work every chunk, so when it rises the machine got
+            # slower (a busy host on a shared VM), not our code: the canary for latency / fps drift
+            "policy_cpu_ms_per_chunk": (round(1000.0 * cpu_used.get("policy", 0.0) / len(lat), 1)
+                                        if lat and groups.get("policy") else None),
             "episodes": episodes,
             "successes": successes,
             "load_1m": round(os.getloadavg()[0], 2),
@@ -314,61 +322,6 @@ class Soak:
             "page_memory": (page_memory(self.profile_dir, self.stack.url)
                             if self.config.page_memory and self.profile_dir else None),
         }
-
-
-# -- terminal output ---------------------------------------------------------------------------
-def rows_table(rows: list[dict], title: str):
-    from rich.table import Table
-    names = [n for n in ("stack", "policy", "chromium", "other") if any(n in r["rss_mb"] for r in rows)]
-    table = Table(title=title)
-    for col in ["t min", *[f"{n} MB/fds" for n in names], "tmp MB", "rec MB", "fps page", "fps stack",
-                "lat p50", "ep (ok)", "load"]:
-        table.add_column(col, justify="right")
-
-    def fps(d: dict) -> str:
-        return "/".join(f"{v:.0f}" for _, v in sorted(d.items())) or "-"
-
-    for r in rows:
-        table.add_row(f"{r['t_s'] / 60:.1f}",
-                      *[f"{r['rss_mb'].get(n, 0):.0f}/{r['fds'].get(n, 0)}" for n in names],
-                      f"{r['tmp_mb']:.2f}", f"{r['recording_mb']:.0f}", fps(r["fps_page"]), fps(r["fps_stack"]),
-                      "-" if r["latency_ms_p50"] is None else f"{r['latency_ms_p50']:.0f}",
-                      f"{r['episodes']} ({r['successes']})", f"{r['load_1m']:.1f}")
-    return table
-
-
-def heap_table(report: dict):
-    from rich.table import Table
-    first, last = report["traced_mb_first_last"]
-    table = Table(title=f"Python allocations that grew after the warm-up (traced {first:.1f} -> {last:.1f} MB)")
-    table.add_column("MB", justify="right")
-    table.add_column("blocks", justify="right")
-    table.add_column("allocated at (innermost first)")
-    for site in report["sites"]:
-        table.add_row(f"{site['mb']:.3f}", str(site["count"]), "\n".join(site["traceback"][:6]))
-    return table
-
-
-def write_plot(rows: list[dict], warmup_s: float, path: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    t = [r["t_s"] / 60 for r in rows]
-    fig, (ax_rss, ax_lat) = plt.subplots(2, 1, figsize=(9, 7), sharex=True)
-    for name in sorted({n for r in rows for n in r["rss_mb"]}):
-        ax_rss.plot(t, [r["rss_mb"].get(name, np.nan) for r in rows], marker=".", label=name)
-    ax_rss.set_ylabel("RSS (MB)")
-    ax_rss.legend(loc="upper left")
-    ax_lat.plot(t, [np.nan if r["latency_ms_p50"] is None else r["latency_ms_p50"] for r in rows], marker=".")
-    ax_lat.set_ylabel("chunk latency p50 (ms)")
-    ax_lat.set_xlabel("minutes")
-    for ax in (ax_rss, ax_lat):
-        ax.axvline(warmup_s / 60, color="grey", linestyle=":", label="warm-up")
-        ax.grid(alpha=0.3)
-    fig.suptitle("console soak: RSS per process and chunk latency per interval")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> dict:

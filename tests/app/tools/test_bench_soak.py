@@ -13,7 +13,8 @@ from app.tools import bench_soak
 from app.tools.harness import REPO
 
 KEYS = {"rss_growth_mb_per_h", "fd_growth", "tmp_growth_mb", "fps_first_last", "latency_ms_first_last",
-        "episodes", "successes", "latency_ms_drift", "fps_page_drift", "stack_rss_growth_mb_per_h_by_mapping", "cpu_pct_drift"}
+        "episodes", "successes", "latency_ms_drift", "fps_page_drift", "stack_rss_growth_mb_per_h_by_mapping", "cpu_pct_drift",
+        "policy_cpu_ms_per_chunk_drift"}
 
 
 def row(t: float, rss: float, fds: int, tmp: float = 1.0, latency: float | None = 100.0, fps: float = 20.0) -> dict:
@@ -78,6 +79,13 @@ def test_drift_compares_window_medians_not_single_intervals():
     assert bench_soak.drift([0, 60], [None, 5.0])["first"] is None     # too few intervals to say
 
 
+def test_the_machine_speed_canary_is_summarised_like_the_latency():
+    rows = [dict(row(t, 400, 50), policy_cpu_ms_per_chunk=None if t == 120 else 50.0 + (t >= 900) * 15.0)
+            for t in range(120, 1201, 60)]
+    d = bench_soak.summarise(rows, warmup_s=120)["policy_cpu_ms_per_chunk_drift"]
+    assert d["first"] == 50.0 and d["last"] == 65.0 and d["change_pct"] == 30.0
+
+
 def test_bad_flags_are_refused_with_the_fix(capsys):
     with pytest.raises(SystemExit):
         bench_soak.main(["--minutes", "0.1", "--interval", "60"])
@@ -107,6 +115,9 @@ def test_short_real_soak(tmp_path):
         assert all(r["fds"][n] > 0 and r["pss_mb"][n] > 0 for n in ("stack", "policy", "chromium")), r
     for r in s["rows"][1:]:             # the first row has no interval behind it
         assert r["cpu_pct"]["stack"] > 0 and r["cpu_pct"]["policy"] > 0, r["cpu_pct"]
+    # the machine-speed canary: a sim-tiny chunk costs the policy process milliseconds, not seconds
+    canary = [r["policy_cpu_ms_per_chunk"] for r in s["rows"][1:] if r["chunks"]]
+    assert canary and all(1 < c < 2000 for c in canary), canary
     assert s["episodes"] >= 1 and 0 <= s["successes"] <= s["episodes"]
     assert all(v[1] is not None and v[1] > 0 for v in s["fps_first_last"]["page"].values()), s["fps_first_last"]
     assert set(s["fps_first_last"]["page"]) == {"head", "left_wrist", "right_wrist"}
