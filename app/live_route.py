@@ -27,10 +27,11 @@ NO_STORE = {"Cache-Control": "no-store"}
 
 def logged_in(app: fastapi.FastAPI, request: fastapi.Request) -> bool:
     """Gradio's login check (gradio/routes.py get_current_user + login_check), for a route of ours."""
-    if getattr(app, "auth", None) is None and getattr(app, "auth_dependency", None) is None:
+    auth, dependency = getattr(app, "auth", None), getattr(app, "auth_dependency", None)
+    if auth is None and dependency is None:       # no --auth (or a plain FastAPI app, as in the tests)
         return True
-    if app.auth_dependency is not None:
-        return app.auth_dependency(request) is not None
+    if dependency is not None:                    # mount_gradio_app(auth_dependency=...): a sync one here
+        return dependency(request) is not None
     token = (request.cookies.get(f"access-token-{app.cookie_id}")
              or request.cookies.get(f"access-token-unsecure-{app.cookie_id}"))
     return app.tokens.get(token) is not None
