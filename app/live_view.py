@@ -1,8 +1,8 @@
 """Live camera feeds for the browser: newest frame of each camera as a JPEG, pulled.
 
 Each camera tile in the page runs its own "pull" loop over app/live_route.py's HTTP route: it
-asks for the next frame newer than the one it shows, waits for the answer, shows it, and asks again. A slow link or a busy tab
-therefore gets fewer, fresher frames instead of a growing backlog (NOTES.md: the pull loop
+asks for the next frame newer than the one it shows, waits for the answer, shows it, and asks
+again. A slow link or a busy tab therefore gets fewer, fresher frames instead of a growing backlog (NOTES.md: the pull loop
 was the only method that stayed usable on a 4 Mbit/s link). Every camera loops on its own,
 so each shows at its own rate. Frames are encoded once per camera frame, whatever the number
 of open tabs, and never written to disk.
@@ -171,7 +171,8 @@ class LiveFeeds:
         """The first frame of `name` newer than `after_seq` (waits up to max_wait_s).
 
         Returns a dict: seq, jpeg (bytes), view, age_ms, captured_ms (wall clock), fps, width, height,
-        error (plain words, or None); everything but jpeg is JSON-ready. Never raises for camera trouble: the page shows the error."""
+        error (plain words, or None); everything but jpeg is JSON-ready. Never raises for camera
+        trouble: the page shows the error."""
         feed = self._feeds.get(name)
         if feed is None:
             return {"camera": name, "error": f"unknown camera '{name}'; this rig has {', '.join(self._feeds)}"}

@@ -12,7 +12,8 @@ function canvasFor(img) {
   img.replaceWith(canvas);
   return canvas;
 }
-// A JPEG sent as base64 (the server functions' JSON) -> an ImageBitmap; the caller closes it.
+// A JPEG sent as base64 (future.js: the imagined frames in a server function's JSON; the camera tiles
+// get bytes and call createImageBitmap on the Blob themselves) -> an ImageBitmap; the caller closes it.
 function decodeJpeg(b64) {
   let bytes;
   if (Uint8Array.fromBase64) bytes = Uint8Array.fromBase64(b64);

@@ -139,7 +139,8 @@ def summarise(rows: list[dict], warmup_s: float) -> dict:
     rss_growth = growth("rss_mb", names)
     pss_growth = growth("pss_mb", names) if steady and "pss_mb" in steady[0] else {}
     roles = sorted({k for r in steady for k in r.get("chromium_pss_mb_by_role", {})})
-    fd_growth = {n: _last_minus_first(steady[0]["fds"], steady[-1]["fds"]).get(n, 0) for n in names} if steady else {}
+    fds = _last_minus_first(steady[0]["fds"], steady[-1]["fds"]) if steady else {}
+    fd_growth = {n: fds.get(n, 0) for n in names} if steady else {}
     cams = sorted({c for r in steady for c in r["fps_page"]})
     last = rows[-1] if rows else {}
     # chromium's processes one by one, each fitted over the rows it lived in
