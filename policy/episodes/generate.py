@@ -14,6 +14,11 @@ The instruction of an episode is one of the task's phrasings, drawn by its seed 
 it for phrasings of the instruction grammar, hardware/sim/instructions.py, at every step).
 Scenes: --scenes varied (the default: objects anywhere in table regions, random yaw, distractors)
 or classic (a few cm around fixed slots); the episode's metadata records which.
+Recoveries (--action-noise STD, radians): the arm joints EXECUTE the expert's action plus a slowly
+drifting offset (a first-order autoregressive process per joint, stationary std STD, drawn from the
+seed), while the dataset RECORDS the expert's clean action beside the state the noise led to. A
+policy then sees states off the expert's path labelled with the way back (DART, Laskey et al.
+2017; ACT's scripted sim data injects noise the same way). Grippers are never perturbed.
 "--tasks all" means the training tasks (hardware.sim.tasks.TRAINING_TASKS): evaluation-only
 tasks are never demonstrated.
 """
@@ -52,6 +57,7 @@ class GenerateConfig:
     height: int = 240
     max_tries_factor: float = 3.0     # give up on a task after this many seeds per wanted episode (+10)
     scenes: str = "varied"            # hardware.sim.tasks.SCENES
+    action_noise: float = 0.0         # std (rad) of the drifting offset added to executed arm joints
 
 
 @dataclass
@@ -69,19 +75,45 @@ def dataset_spec(env_module, width: int, height: int) -> DatasetSpec:
     return DatasetSpec.from_robot(robot, cameras, fps=int(round(robot.control_hz)))
 
 
-def record_one(env, make_expert, writer: DatasetWriter, task: str, seed: int, fps: int) -> bool:
-    """Run the expert on (task, seed), recording every tick; keep the episode only on success."""
+class ActionNoise:
+    """A drifting offset for the arm joints of a 14-d action: x <- a x + sqrt(1 - a^2) std N(0, 1)
+    per joint (stationary std `std`; `a` = 0.9 at 10 Hz keeps a push for about a second, long
+    enough to leave the expert's path, short enough to come back), zero on the grippers."""
+
+    def __init__(self, std: float, seed: int, action_dim: int = 14, grippers: tuple[int, ...] = (6, 13),
+                 decay: float = 0.9):
+        self.std, self.decay = std, decay
+        self.rng = np.random.default_rng([seed, 0x5EED])      # its own stream: layouts keep theirs
+        self.mask = np.ones(action_dim, np.float32)
+        self.mask[list(grippers)] = 0.0
+        self.offset = self.std * self.rng.standard_normal(action_dim).astype(np.float32) * self.mask
+
+    def __call__(self, action: np.ndarray) -> np.ndarray:
+        """The action to execute; advances the drift by one tick."""
+        out = action + self.offset
+        step = self.rng.standard_normal(action.shape[-1]).astype(np.float32)
+        self.offset = self.decay * self.offset + np.sqrt(1 - self.decay ** 2) * self.std * step * self.mask
+        return out.astype(np.float32)
+
+
+def record_one(env, make_expert, writer: DatasetWriter, task: str, seed: int, fps: int,
+               action_noise: float = 0.0) -> bool:
+    """Run the expert on (task, seed), recording every tick; keep the episode only on success.
+    With action_noise > 0 the executed action drifts off the expert's (ActionNoise); the recorded
+    action is always the expert's own."""
     env.reset(task=task, seed=seed)
     expert = make_expert(env)
-    writer.start_episode(instruction_for(env.task.instructions, seed),
-                         metadata={"task": task, "seed": seed, "source": "scripted_expert",
-                                   "scenes": env.config.scenes})
+    noise = ActionNoise(action_noise, seed) if action_noise > 0 else None
+    metadata = {"task": task, "seed": seed, "source": "scripted_expert", "scenes": env.config.scenes}
+    if noise is not None:
+        metadata["action_noise"] = action_noise
+    writer.start_episode(instruction_for(env.task.instructions, seed), metadata=metadata)
     success_step = None
     for step in range(env.task.max_steps):
         images, state = env.render(), env.state()
         action = expert.act()
         writer.add_frame(images, state, action, timestamp=step / fps)
-        env.step(action)
+        env.step(action if noise is None else noise(action))
         if success_step is None and env.success():
             success_step = step
         if success_step is not None and expert.done:
@@ -123,7 +155,7 @@ def generate(cfg: GenerateConfig, progress: bool = True) -> dict[str, TaskReport
                         if seed >= TRAIN_SEED_LIMIT:
                             raise ValueError(f"seed {seed} would reach the evaluation seeds (>= {TRAIN_SEED_LIMIT});"
                                              f" use a smaller --seed-offset")
-                        if record_one(env, make_expert, writer, task, seed, spec.fps):
+                        if record_one(env, make_expert, writer, task, seed, spec.fps, cfg.action_noise):
                             rep.recorded += 1
                             bar.advance(row)
                             bar.advance(overall)
@@ -161,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed-offset", type=int, default=0, help="first seed tried for every task")
     p.add_argument("--width", type=int, default=320)
     p.add_argument("--height", type=int, default=240)
+    p.add_argument("--action-noise", type=float, default=0.0,
+                   help="std (rad) of a drifting offset on the executed arm joints; the clean expert action "
+                        "is recorded (demonstrations of recoveries). 0: none")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
     from hardware.sim.tasks import SCENES, TASKS
@@ -170,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown task(s) {unknown}; choose 'all' or from: {', '.join(TASKS)}")
     if a.scenes not in SCENES:
         p.error(f"unknown --scenes '{a.scenes}'; choose one of: {', '.join(SCENES)}")
+    if not 0 <= a.action_noise <= 0.2:
+        p.error(f"--action-noise {a.action_noise} is outside [0, 0.2] rad: 0.01-0.05 leaves the expert's path "
+                "by about 0.5-2.5 cm at the gripper")
     if a.episodes_per_task < 1:
         p.error("--episodes-per-task must be at least 1")
     if not 0 <= a.seed_offset < TRAIN_SEED_LIMIT:
@@ -178,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     reports = generate(GenerateConfig(out=a.out, tasks=tasks, episodes_per_task=a.episodes_per_task,
                                       seed_offset=a.seed_offset, width=a.width, height=a.height,
-                                      scenes=a.scenes),
+                                      scenes=a.scenes, action_noise=a.action_noise),
                        progress=not a.no_progress)
     short = False
     for task, r in reports.items():

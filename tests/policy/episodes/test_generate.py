@@ -48,3 +48,33 @@ def test_all_means_the_training_tasks_and_scenes_are_checked(tmp_path, capsys):
     assert GenerateConfig(out=out, tasks=[], episodes_per_task=1).scenes == "varied"
     assert EVALUATION_ONLY_TASKS and not set(EVALUATION_ONLY_TASKS) & set(task_list("all"))
     assert "put_green_in_cup" in task_list("all") and task_list("a, b") == ["a", "b"]
+
+
+def test_action_noise_drifts_the_executed_arm_joints_only():
+    from policy.episodes.generate import ActionNoise
+    noise = ActionNoise(0.03, seed=7)
+    offsets = np.stack([noise(np.zeros(14, np.float32)) for _ in range(4000)])
+    assert np.all(offsets[:, [6, 13]] == 0)                                  # grippers never perturbed
+    assert 0.02 < offsets[:, :6].std() < 0.04 and 0.02 < offsets[:, 7:13].std() < 0.04
+    lag1 = np.corrcoef(offsets[:-1, 0], offsets[1:, 0])[0, 1]
+    assert lag1 > 0.8                                                        # a drift, not jitter
+    again = ActionNoise(0.03, seed=7)
+    assert np.array_equal(again(np.zeros(14, np.float32)), offsets[0])       # seeded
+
+
+def test_noisy_demonstrations_record_the_experts_clean_action(tmp_path, capsys):
+    """--action-noise: the arm executes expert + drift, the dataset keeps the expert's action, so the
+    states leave the clean path while the labels stay the expert's (before anything is touched)."""
+    args = ["--tasks", "put_red_on_plate", "--width", "64", "--height", "48", "--no-progress",
+            "--episodes-per-task", "1"]
+    assert main(["--out", str(tmp_path / "clean")] + args) == 0
+    assert main(["--out", str(tmp_path / "noisy"), "--action-noise", "0.03"] + args) == 0
+    clean, noisy = DatasetReader(tmp_path / "clean"), DatasetReader(tmp_path / "noisy")
+    assert noisy.episodes[0].metadata["action_noise"] == 0.03
+    assert noisy.episodes[0].metadata["seed"] == clean.episodes[0].metadata["seed"] == 0
+    c, n = clean.episode_table(0), noisy.episode_table(0)
+    # the first phase moves to above the block: the plan (labels) is the same, the path is not
+    assert np.allclose(c.action[:10], n.action[:10], atol=1e-5)
+    drift = np.abs(n.state[2:10, :6] - c.state[2:10, :6]).mean()
+    assert drift > 0.005, drift
+    assert np.abs(n.state[2:10, 6] - c.state[2:10, 6]).max() < 1e-3          # grippers untouched
