@@ -35,6 +35,7 @@ os.environ.setdefault("MUJOCO_GL", "osmesa")
 
 import numpy as np  # noqa: E402
 
+from hardware.aloha import ACTION_DIM, GRIPPER_INDICES  # noqa: E402
 from policy.episodes.reader import DatasetReader  # noqa: E402
 from policy.episodes.spec import DatasetSpec  # noqa: E402
 from policy.episodes.writer import DatasetWriter  # noqa: E402
@@ -80,8 +81,8 @@ class ActionNoise:
     per joint (stationary std `std`; `a` = 0.9 at 10 Hz keeps a push for about a second, long
     enough to leave the expert's path, short enough to come back), zero on the grippers."""
 
-    def __init__(self, std: float, seed: int, action_dim: int = 14, grippers: tuple[int, ...] = (6, 13),
-                 decay: float = 0.9):
+    def __init__(self, std: float, seed: int, action_dim: int = ACTION_DIM,
+                 grippers: tuple[int, ...] = GRIPPER_INDICES, decay: float = 0.9):
         self.std, self.decay = std, decay
         self.rng = np.random.default_rng([seed, 0x5EED])      # its own stream: layouts keep theirs
         self.mask = np.ones(action_dim, np.float32)
@@ -90,10 +91,10 @@ class ActionNoise:
 
     def __call__(self, action: np.ndarray) -> np.ndarray:
         """The action to execute; advances the drift by one tick."""
-        out = action + self.offset
+        out = (action + self.offset).astype(np.float32)
         step = self.rng.standard_normal(action.shape[-1]).astype(np.float32)
         self.offset = self.decay * self.offset + np.sqrt(1 - self.decay ** 2) * self.std * step * self.mask
-        return out.astype(np.float32)
+        return out
 
 
 def record_one(env, make_expert, writer: DatasetWriter, task: str, seed: int, fps: int,

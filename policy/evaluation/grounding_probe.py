@@ -4,8 +4,8 @@
 
 put_red_on_plate and put_blue_on_plate draw the same layout from the same seed (both blocks are
 always on the table), so one scene can be told either instruction. For each seed this resets
-the scene, asks the policy for its first chunk (`--samples` draws) with "put the red block on the
-plate" and with "put the blue block on the plate", and compares the right arm's joints at the
+the scene, asks the policy for its first chunk (`--samples` draws) with each task's canonical
+instruction ("put the red block on the plate", "...blue..."), and compares the right arm's joints at the
 chunk's last action with the scripted expert's for each colour (the expert's first phase moves to
 above the named block). It reports:
   ratio        |policy(red) - policy(blue)| / |expert(red) - expert(blue)|, draws averaged:
@@ -30,7 +30,10 @@ os.environ.setdefault("MUJOCO_GL", "osmesa")
 
 import numpy as np  # noqa: E402
 
-RIGHT_ARM = slice(7, 13)
+from hardware.aloha import ARM_DOF  # noqa: E402
+from hardware.sim.tasks import EVAL_SEED_BASE, TASKS  # noqa: E402
+
+RIGHT_ARM = slice(ARM_DOF + 1, 2 * ARM_DOF + 1)     # the place tasks' arm, without its gripper
 COLOURS = ("red", "blue")
 
 
@@ -56,11 +59,12 @@ def probe(runner, scenes: str, first_seed: int, seeds: int = 8, samples: int = 4
         for seed in range(first_seed, first_seed + seeds):
             expert, policy = {}, {}
             for colour in COLOURS:
-                env.reset(task=f"put_{colour}_on_plate", seed=seed)
+                task = TASKS[f"put_{colour}_on_plate"]
+                env.reset(task=task.name, seed=seed)
                 images, state = env.render(), env.state()
                 script = make_expert(env)
                 expert[colour] = np.stack([script.act() for _ in range(runner.model.cfg.horizon)])[-1, RIGHT_ARM]
-                obs = Observation(images=images, state=state, instruction=f"put the {colour} block on the plate")
+                obs = Observation(images=images, state=state, instruction=task.instruction)
                 policy[colour] = np.stack([runner.infer(obs).actions[-1, RIGHT_ARM] for _ in range(samples)])
             gaps.append(np.abs(expert["red"] - expert["blue"]).sum())
             policy_gaps.append(np.abs(policy["red"].mean(0) - policy["blue"].mean(0)).sum())
@@ -78,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--scenes", default="varied", choices=("classic", "varied"))
-    p.add_argument("--first-seed", type=int, default=1_000_000,
-                   help="0: training layouts (fit); 1000000: held-out layouts (the default)")
+    p.add_argument("--first-seed", type=int, default=EVAL_SEED_BASE,
+                   help=f"0: training layouts (fit); {EVAL_SEED_BASE}: held-out layouts (the default)")
     p.add_argument("--seeds", type=int, default=8)
     p.add_argument("--samples", type=int, default=4, help="draws of the first chunk per instruction")
     p.add_argument("--threads", type=int, default=2)
