@@ -86,14 +86,21 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"0: training layouts (fit); {EVAL_SEED_BASE}: held-out layouts (the default)")
     p.add_argument("--seeds", type=int, default=8)
     p.add_argument("--samples", type=int, default=4, help="draws of the first chunk per instruction")
+    p.add_argument("--steps", default="2,10", help="T_v,T_a of the sampler (2,10 RT, the default; 0,10 "
+                   "video-free: does the imagined future help or hurt the choice?)")
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args(argv)
+    try:
+        steps = tuple(int(x) for x in a.steps.split(","))
+        assert len(steps) == 2 and steps[0] >= 0 and steps[1] > 0
+    except (ValueError, AssertionError):
+        p.error(f"--steps {a.steps!r}: give T_v,T_a, e.g. 2,10 (RT) or 0,10 (video-free)")
     import torch
 
     from policy.serving.wam_runner import load_runner
     torch.set_num_threads(a.threads)
-    report = probe(load_runner(a.checkpoint), a.scenes, a.first_seed, a.seeds, a.samples)
-    print(f"{a.checkpoint} ({a.scenes}, seeds {a.first_seed}..{a.first_seed + a.seeds - 1}): the instruction "
+    report = probe(load_runner(a.checkpoint, steps=steps), a.scenes, a.first_seed, a.seeds, a.samples)
+    print(f"{a.checkpoint} ({a.scenes}, [{a.steps}], seeds {a.first_seed}..{a.first_seed + a.seeds - 1}): the instruction "
           f"moves the arm {report.ratio:.0%} as far as it moves the expert; {report.wrong_block:.0%} of draws "
           f"head for the other block; error {report.error:.3f} rad (to the nearer expert {report.error_nearer:.3f})")
     print(json.dumps(asdict(report)))

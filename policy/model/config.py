@@ -39,6 +39,7 @@ class WAMConfig:
     spatial_factor: int = 8           # codec pixels per latent cell
     temporal_factor: int = 4          # codec frames per latent frame (after the first)
     patch: tuple[int, int, int] = (1, 2, 2)
+    condition_positions: bool = False  # a learned absolute position per condition token (VideoExpert)
     image_height: int = 128           # T-layout composite, HxW
     image_width: int = 96
     future_frames: int = 8            # every 2nd action of the chunk

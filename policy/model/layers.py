@@ -133,6 +133,16 @@ def sincos_1d(n: int, dim: int) -> torch.Tensor:
     return torch.cat([torch.sin(args), torch.cos(args)], dim=-1)
 
 
+def sincos_2d(height: int, width: int, dim: int) -> torch.Tensor:
+    """Fixed 2-D sin-cos positions (height * width, dim) of a row-major token grid: rows in the
+    first half of the channels, columns in the second; centred over the grid, so a channel too
+    slow to vary across it adds nothing rather than a constant."""
+    rows = sincos_1d(height, dim // 2)[:, None].expand(height, width, -1)
+    cols = sincos_1d(width, dim // 2)[None].expand(height, width, -1)
+    table = torch.cat([rows, cols], dim=-1).reshape(height * width, dim)
+    return table - table.mean(0)
+
+
 # ---- 3-D RoPE (Wan: head_dim split into t / h / w parts) -------------------------------------
 def rope_split(head_dim: int) -> tuple[int, int, int]:
     s = head_dim // 6

@@ -31,6 +31,7 @@ from policy.model.layers import (
     pack_linear,
     rope_3d,
     rope_complex,
+    sincos_2d,
     sinusoid,
     time_mlp,
     time_projection,
@@ -235,6 +236,16 @@ class VideoExpert(nn.Module):
         self.cfg = cfg
         d, c = cfg.video_width, cfg.latent_channels
         self.patch_embedding = nn.Conv3d(c, d, kernel_size=cfg.patch, stride=cfg.patch)
+        # RoPE makes attention *scores* depend on where a token is, but no *value* carries it: a
+        # query can ask "what is at p" and not "where is the red block". The action expert needs
+        # the second to reach a block anywhere on the table, where every token looks alike
+        # (CoordConv's finding for CNNs), so the condition tokens may carry a learned absolute
+        # position. It starts as a 2-D sin-cos table at 0.5, about the spread of the patch
+        # embeddings over positions (0.6 in the sim-tiny checkpoint): learned from zero, it
+        # moved 0.005 in 1000 fine-tuning steps (its gradient is noise until it means something).
+        _, gh, gw = cfg.condition_grid
+        self.condition_positions = (nn.Parameter(0.5 * sincos_2d(gh, gw, d)[None])
+                                    if cfg.condition_positions else None)
         self.text_embedding = nn.Sequential(nn.Linear(cfg.text_dim, d), nn.GELU(approximate="tanh"),
                                             nn.Linear(d, d))
         self.time_embedding = time_mlp(cfg.freq_dim, d)
@@ -255,6 +266,14 @@ class VideoExpert(nn.Module):
         """(B, C, T, h, w) -> tokens (B, L, dim), grid (t, h, w)."""
         x = self.patch_embedding(latents.to(self.patch_embedding.weight.dtype))
         return x.flatten(2).transpose(1, 2), tuple(x.shape[2:])
+
+    def condition_tokens(self, cond: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
+        """Condition latents (B, C, 1, h, w) -> tokens (B, L, dim) with their absolute positions
+        (when the config has them), grid."""
+        x, grid = self.patchify(cond)
+        if self.condition_positions is not None:
+            x = x + self.condition_positions.to(x.dtype)
+        return x, grid
 
     def unpatchify(self, x: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
         """(B, L, p_t*p_h*p_w*C) -> (B, C, T, h, w), Wan's channel order (p, q, r, c)."""

@@ -251,7 +251,7 @@ class EfficientWAM(nn.Module):
 
     # ---- helpers ------------------------------------------------------------------------
     def _video_tokens(self, cond, future):
-        cx, c_grid = self.video.patchify(cond)
+        cx, c_grid = self.video.condition_tokens(cond)
         real = torch.compiler.is_compiling()        # inductor has no complex kernels: (cos, sin)
         if future is None:      # video-free: the observation's tokens only, no future tokens
             return cx, self.video.rope((c_grid,), cx.device, real), cx.shape[1], None

@@ -55,13 +55,16 @@ def default_lr(preset: str) -> float:
     return PRESET_LR["sim-tiny"] if preset.startswith("sim") else PRESET_LR["paper-1b"]
 
 
-def default_stages(codec: int, video: int, action: int, joint: int, lr: float = 1e-3) -> list[StageConfig]:
+def default_stages(codec: int, video: int, action: int, joint: int, lr: float = 1e-3,
+                   joint_video_ratio: float = 0.2) -> list[StageConfig]:
     """The paper's recipe with our step counts; `lr` is the peak action LR (default_lr(preset):
-    paper 5e-5 -> stage 1 video 5e-5, stage 2 action 5e-5, stage 3 video 1e-5 / action 5e-5)."""
+    paper 5e-5 -> stage 1 video 5e-5, stage 2 action 5e-5, stage 3 video 1e-5 / action 5e-5);
+    `joint_video_ratio`: stage 3's video LR over its action LR (the paper's 1/5)."""
     return [StageConfig("codec", codec, lr_video=2e-3),
             StageConfig("video", video, lr_video=lr, video_weight=1.0, action_weight=0.0),
             StageConfig("action", action, lr_action=lr, video_weight=0.01, action_weight=1.0),
-            StageConfig("joint", joint, lr_video=lr / 5, lr_action=lr, video_weight=0.01, action_weight=1.0)]
+            StageConfig("joint", joint, lr_video=lr * joint_video_ratio, lr_action=lr, video_weight=0.01,
+                        action_weight=1.0)]
 
 
 def lr_factor(step: int, total: int, warmup: int = 50, floor: float = 0.1) -> float:

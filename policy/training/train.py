@@ -51,6 +51,7 @@ class TrainConfig:
     joint_steps: int = 800
     lr: float | None = None          # peak action LR (None: the preset's, stages.default_lr: paper
                                      # 5e-5, sim-tiny 1e-3); the video LR follows default_stages
+    joint_video_ratio: float = 0.2   # stage 3: video LR = this x action LR (the paper's 1/5)
     batch_size: int = 32             # global, split over ranks
     codec_batch_size: int = 16
     codec_foreground: float = 20.0   # extra loss weight on pixels unlike the mean frame (0: plain loss)
@@ -117,6 +118,11 @@ def wrap(module: nn.Module, d: Dist) -> nn.Module:
                find_unused_parameters=True)
 
 
+# WAMConfig fields --model may switch on over an --init checkpoint: each adds weights that keep
+# their own initialisation while every other weight comes from the checkpoint.
+INIT_ADDABLE = {"condition_positions"}
+
+
 # ---- the trainer ----------------------------------------------------------------------------
 class Trainer:
     def __init__(self, tc: TrainConfig):
@@ -131,6 +137,11 @@ class Trainer:
                 raise SystemExit("--init takes the whole model (codec included) from its checkpoint: drop "
                                  "--init-codec / --teacher")
             self.cfg: WAMConfig = WAMConfig.from_dict(load_checkpoint(tc.init)[1]["wam_config"])
+            changed = {k for k, v in tc.model_overrides.items() if getattr(self.cfg, k) != v} - INIT_ADDABLE
+            if changed:
+                raise SystemExit(f"--init {tc.init} keeps the checkpoint's sizes: --model may only add "
+                                 f"{sorted(INIT_ADDABLE)}, not change {sorted(changed)}")
+            self.cfg = self.cfg.replace(**tc.model_overrides)
         else:
             self.cfg = get_preset(tc.preset).replace(**tc.model_overrides)
         self.model = EfficientWAM(self.cfg).to(self.d.device)
@@ -143,7 +154,8 @@ class Trainer:
                                  self.cfg.temporal_factor, tc.vae_dir, device=self.d.device,
                                  dtype=torch.bfloat16 if self._bf16() else torch.float32)
         self.lr = tc.lr if tc.lr is not None else default_lr(self.cfg.name)
-        self.stages = default_stages(tc.codec_steps, tc.video_steps, tc.action_steps, tc.joint_steps, self.lr)
+        self.stages = default_stages(tc.codec_steps, tc.video_steps, tc.action_steps, tc.joint_steps, self.lr,
+                                     tc.joint_video_ratio)
         self.state = load_state(self.out) or {"stage": None, "step": 0, "finished": [], "seconds": 0.0}
         self.teacher = None                  # policy.training.distill.TeacherDistillation with --teacher
         self._sharded = False                # --fsdp: the model is sharded (in place) at the first flow stage
@@ -227,10 +239,15 @@ class Trainer:
     def _init_model(self, checkpoint: str) -> None:
         """Fine-tuning: every weight (and the codec with its latent statistics) from checkpoint."""
         state, _ = load_checkpoint(checkpoint)
-        self.model.load_state_dict(split_state(state, "wam"))
+        missing, unexpected = self.model.load_state_dict(split_state(state, "wam"), strict=False)
+        new = {"video.condition_positions"} if self.cfg.condition_positions else set()
+        if unexpected or set(missing) - new:
+            raise SystemExit(f"--init {checkpoint}: its weights do not fit this model (missing "
+                             f"{sorted(set(missing) - new)}, unexpected {sorted(unexpected)})")
         if isinstance(self.codec, TinyCodec):
             self.codec.load_state_dict(split_state(state, "codec"))
-        self.log(f"model and codec taken from {checkpoint} (fine-tuning)")
+        self.log(f"model and codec taken from {checkpoint} (fine-tuning)"
+                 + (f"; new, at their initial values: {sorted(missing)}" if missing else ""))
 
     def _load_teacher(self, checkpoint: str) -> None:
         from policy.training.distill import TeacherDistillation
@@ -447,6 +464,15 @@ def _camera_sizes(data: str) -> dict[str, list[int]]:
     return sizes[0]
 
 
+FLOAT_HELP = {
+    "lr": "peak action LR; default the preset's (paper-1b 5e-5: stage 1-2 5e-5, stage 3 video 1e-5 / "
+          "action 5e-5; sim-tiny 1e-3)",
+    "joint_video_ratio": "stage 3 (joint): the video expert's LR as a fraction of the action LR (default "
+                         "0.2, the paper's); 1 trains both alike (the video stream is where the text meets "
+                         "the picture)",
+}
+
+
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="dataset directory (LeRobot v3 layout, policy.episodes); "
@@ -458,10 +484,10 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     for name in ("codec_steps", "video_steps", "action_steps", "joint_steps", "batch_size", "codec_batch_size",
                  "seed", "save_every", "log_every", "threads"):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
-    for name in ("lr", "weight_decay", "grad_clip", "state_noise", "video_free_prob", "codec_foreground"):
+    for name in ("lr", "joint_video_ratio", "weight_decay", "grad_clip", "state_noise", "video_free_prob",
+                 "codec_foreground"):
         p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name),
-                       help="peak action LR; default the preset's (paper-1b 5e-5: stage 1-2 5e-5, stage 3 "
-                            "video 1e-5 / action 5e-5; sim-tiny 1e-3)" if name == "lr" else None)
+                       help=FLOAT_HELP.get(name))
     p.add_argument("--bf16", choices=("auto", "on", "off"), default="auto")
     p.add_argument("--text-dir", help="local umT5 encoder directory (config.json, weights, tokenizer): paper presets")
     p.add_argument("--vae-dir", help="local Wan2.2 VAE directory (diffusers AutoencoderKLWan): paper presets")
@@ -469,7 +495,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--init-codec", help="checkpoint whose trained codec to start from (with --codec-steps 0 "
                    "it is used as is)")
     p.add_argument("--init", help="fine-tune: start the whole model (its sizes, weights and codec) from this "
-                   "checkpoint; --model is ignored")
+                   "checkpoint; --model may only add condition_positions")
     p.add_argument("--teacher", help="a larger checkpoint trained here (same token layout and head_dim): the "
                    "video expert starts as its slice and stage 1 adds the paper's distillation losses; "
                    "needs --codec-steps 0")

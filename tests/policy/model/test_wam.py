@@ -26,6 +26,28 @@ def test_training_forward_shapes_and_gradients(tiny_model):
     assert tiny_model.action.state_embedding[0].weight.grad.abs().sum() > 0
 
 
+def test_condition_positions_tell_tokens_apart_and_reach_the_actions(tiny_model):
+    """Absolute condition positions (config.condition_positions): a model may gain them over
+    weights without them (policy.train --init); they start distinct for every condition token,
+    receive gradient from the action loss alone, and change the actions when they change."""
+    model = EfficientWAM(tiny_model.cfg.replace(condition_positions=True)).eval()
+    missing, unexpected = model.load_state_dict(tiny_model.state_dict(), strict=False)
+    assert missing == ["video.condition_positions"] and not unexpected
+    table = model.video.condition_positions[0].detach()
+    assert table.shape[0] == model.cfg.token_counts()["condition"]
+    gaps = torch.cdist(table, table) + torch.eye(table.shape[0])
+    assert gaps.min() > 0.1, "two condition tokens start at the same position"
+    x = inputs(model.cfg, batch=2)
+    _, a_vel = _forward(model, x)
+    a_vel.square().mean().backward()
+    assert model.video.condition_positions.grad.abs().sum() > 0
+    with torch.no_grad():
+        model.video.condition_positions.zero_()
+        assert torch.equal(_forward(model, x)[1], _forward(tiny_model, x)[1]), "zero positions: the old model"
+        model.video.condition_positions.normal_()
+        assert not torch.allclose(_forward(model, x)[1], a_vel)
+
+
 def test_video_stream_never_sees_state_or_actions(tiny_model):
     x = inputs(tiny_model.cfg, batch=2)
     with torch.no_grad():

@@ -40,3 +40,11 @@ def test_every_stage_backpropagates_into_what_it_trains(stage_name, video_free):
             assert all(g is not None for g in grads) and sum(g.abs().sum() for g in grads) > 0
         elif lr == 0:
             assert all(g is None for g in grads), "a frozen expert got gradients"
+
+
+def test_joint_video_ratio_sets_stage_three_video_lr_only():
+    paper = default_stages(1, 1, 1, 1, 1e-3)
+    alike = default_stages(1, 1, 1, 1, 1e-3, joint_video_ratio=1.0)
+    assert (paper[3].lr_video, paper[3].lr_action) == (2e-4, 1e-3), "the paper's 1/5 by default"
+    assert (alike[3].lr_video, alike[3].lr_action) == (1e-3, 1e-3)
+    assert paper[:3] == alike[:3], "stages 1-2 do not depend on it"

@@ -175,9 +175,13 @@ def test_init_fine_tunes_the_whole_model_from_a_checkpoint(dataset, tmp_path):
     base = tmp_path / "base"
     main(_args(dataset, base, steps=(2, 2, 0, 0)))
     before = load_file(str(base / "model.safetensors"))
-    # --model is ignored with --init: the checkpoint's sizes are what its weights fit
+    # --init keeps the checkpoint's sizes (its weights must fit): --model may not change them
+    args = _args(dataset, tmp_path / "wider", steps=(0, 0, 0, 0))
+    args[args.index("--model") + 1] = json.dumps({"video_width": 128})
+    with pytest.raises(SystemExit, match="may only add"):
+        main(args + ["--init", str(base)])
     args = _args(dataset, tmp_path / "same", steps=(0, 0, 0, 0))
-    args[args.index("--model") + 1] = json.dumps({**TINY, "video_width": 128})
+    args[args.index("--model") + 1] = "{}"
     main(args + ["--init", str(base)])
     cfg = json.loads((tmp_path / "same" / "config.json").read_text())
     assert cfg["wam_config"]["video_width"] == 64
@@ -191,5 +195,15 @@ def test_init_fine_tunes_the_whole_model_from_a_checkpoint(dataset, tmp_path):
     assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("codec.")), "codec kept"
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("wam.")), \
         "fine-tuning changed no weights"
+    # ... but it may add absolute condition positions, which keep their own start and then train
+    args = _args(dataset, tmp_path / "positions", steps=(0, 0, 0, 2))
+    args[args.index("--model") + 1] = json.dumps({"condition_positions": True})
+    main(args + ["--init", str(base), "--joint-video-ratio", "1"])
+    cfg = json.loads((tmp_path / "positions" / "config.json").read_text())
+    assert cfg["wam_config"]["condition_positions"] and cfg["wam_config"]["video_width"] == 64
+    joint = cfg["training"]["stages"]["joint"]
+    assert joint["lr_video"] == joint["lr_action"] == 1e-3, "--joint-video-ratio 1: both experts alike"
+    positions = load_file(str(tmp_path / "positions" / "model.safetensors"))["wam.video.condition_positions"]
+    assert positions.abs().sum() > 0
     with pytest.raises(SystemExit, match="--init takes the whole model"):
         main(_args(dataset, tmp_path / "bad") + ["--init", str(base), "--init-codec", str(base)])
