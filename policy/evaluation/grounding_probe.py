@@ -30,10 +30,8 @@ os.environ.setdefault("MUJOCO_GL", "osmesa")
 
 import numpy as np  # noqa: E402
 
-from hardware.aloha import ARM_DOF  # noqa: E402
+from hardware.aloha import RIGHT_ARM_JOINTS as RIGHT_ARM  # noqa: E402  (the place tasks' arm)
 from hardware.sim.tasks import EVAL_SEED_BASE, TASKS  # noqa: E402
-
-RIGHT_ARM = slice(ARM_DOF + 1, 2 * ARM_DOF + 1)     # the place tasks' arm, without its gripper
 COLOURS = ("red", "blue")
 
 

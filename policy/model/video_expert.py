@@ -240,9 +240,9 @@ class VideoExpert(nn.Module):
         # query can ask "what is at p" and not "where is the red block". The action expert needs
         # the second to reach a block anywhere on the table, where every token looks alike
         # (CoordConv's finding for CNNs), so the condition tokens may carry a learned absolute
-        # position. It starts as a 2-D sin-cos table at 0.5, about the spread of the patch
-        # embeddings over positions (0.6 in the sim-tiny checkpoint): learned from zero, it
-        # moved 0.005 in 1000 fine-tuning steps (its gradient is noise until it means something).
+        # position. It starts as a 2-D sin-cos table x 0.5 (its fastest channels swing +-0.5
+        # across the grid; the sim-tiny checkpoint's patch embeddings vary by 0.6 between
+        # positions): learned from zero instead, it moved 0.005 in 1000 fine-tuning steps.
         _, gh, gw = cfg.condition_grid
         self.condition_positions = (nn.Parameter(0.5 * sincos_2d(gh, gw, d)[None])
                                     if cfg.condition_positions else None)
