@@ -92,6 +92,14 @@ def test_meta_device_sampling_every_preset(preset):
     assert sampler.sample(x["cond"], None, x["state"], text_kv=kv).actions.device == META
 
 
+def test_meta_device_condition_positions_live_with_the_model():
+    cfg = get_preset("sim-tiny").replace(condition_positions=True)
+    model = meta_model(cfg).eval()
+    assert model.video.condition_positions.device == META
+    res = FlowSampler(model, (2, 10), cfg.shift).sample(**meta_inputs(cfg))
+    assert res.actions.device == META and res.actions.shape == (1, cfg.horizon, cfg.action_dim)
+
+
 @pytest.mark.parametrize("preset", ["sim-tiny", "paper-1b"])
 def test_meta_device_runner_moves_text_state_and_image(preset):
     cfg = get_preset(preset)
