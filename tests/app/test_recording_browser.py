@@ -93,6 +93,9 @@ def review_options(page) -> list[str]:
 def choose_filter(page, which: str) -> None:
     page.click("#review-show input")
     page.click(f"[role='option']:text-is('{which}')")
+    # the list closes after the choice; until it has, a later dropdown's options would be mixed
+    # with these (review_options once read this filter's "all" as the first episode)
+    page.wait_for_selector("[role='option']", state="detached", timeout=15_000)
 
 
 def recording_demo(dataset: Path, *args: str):
