@@ -31,7 +31,9 @@ os.environ.setdefault("MUJOCO_GL", "osmesa")
 import numpy as np  # noqa: E402
 
 from hardware.aloha import RIGHT_ARM_JOINTS as RIGHT_ARM  # noqa: E402  (the place tasks' arm)
-from hardware.sim.tasks import EVAL_SEED_BASE, TASKS  # noqa: E402
+from hardware.sim.tasks import EVAL_SEED_BASE, SCENES, TASKS  # noqa: E402
+from policy.evaluation.evaluate import VARIANTS  # noqa: E402
+
 COLOURS = ("red", "blue")
 
 
@@ -79,26 +81,21 @@ def probe(runner, scenes: str, first_seed: int, seeds: int = 8, samples: int = 4
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--scenes", default="varied", choices=("classic", "varied"))
+    p.add_argument("--scenes", default="varied", choices=SCENES)
     p.add_argument("--first-seed", type=int, default=EVAL_SEED_BASE,
                    help=f"0: training layouts (fit); {EVAL_SEED_BASE}: held-out layouts (the default)")
     p.add_argument("--seeds", type=int, default=8)
     p.add_argument("--samples", type=int, default=4, help="draws of the first chunk per instruction")
-    p.add_argument("--steps", default="2,10", help="T_v,T_a of the sampler (2,10 RT, the default; 0,10 "
-                   "video-free: does the imagined future help or hurt the choice?)")
+    p.add_argument("--variant", default="rt", choices=VARIANTS, help="the sampler's [T_v, T_a], as "
+                   "policy.evaluate names them (video_free: does the imagined future help or hurt the choice?)")
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args(argv)
-    try:
-        steps = tuple(int(x) for x in a.steps.split(","))
-        assert len(steps) == 2 and steps[0] >= 0 and steps[1] > 0
-    except (ValueError, AssertionError):
-        p.error(f"--steps {a.steps!r}: give T_v,T_a, e.g. 2,10 (RT) or 0,10 (video-free)")
     import torch
 
     from policy.serving.wam_runner import load_runner
     torch.set_num_threads(a.threads)
-    report = probe(load_runner(a.checkpoint, steps=steps), a.scenes, a.first_seed, a.seeds, a.samples)
-    print(f"{a.checkpoint} ({a.scenes}, [{a.steps}], seeds {a.first_seed}..{a.first_seed + a.seeds - 1}): the instruction "
+    report = probe(load_runner(a.checkpoint, steps=VARIANTS[a.variant]), a.scenes, a.first_seed, a.seeds, a.samples)
+    print(f"{a.checkpoint} ({a.scenes}, {a.variant}, seeds {a.first_seed}..{a.first_seed + a.seeds - 1}): the instruction "
           f"moves the arm {report.ratio:.0%} as far as it moves the expert; {report.wrong_block:.0%} of draws "
           f"head for the other block; error {report.error:.3f} rad (to the nearer expert {report.error_nearer:.3f})")
     print(json.dumps(asdict(report)))

@@ -70,9 +70,9 @@ def readout(cond: np.ndarray, action: np.ndarray, episode_start: np.ndarray, epi
     idx = np.array([r for r, _ in rows])
     val = torch.tensor([v for _, v in rows])
     target_rows = np.minimum(idx + ahead, episode_end[idx] - 1)
-    x = torch.from_numpy(np.stack([np.asarray(cond[i]) for i in idx]))[:, :, 0].float()
-    y = torch.from_numpy(np.asarray(action[target_rows])[:, joints]).float()
-    ins = torch.from_numpy(np.asarray(instruction[idx])).long()
+    x = torch.from_numpy(cond[idx][:, :, 0]).float()          # one gather, also from a memory map
+    y = torch.from_numpy(action[target_rows][:, joints]).float()
+    ins = torch.from_numpy(instruction[idx]).long()
 
     # the instruction-mean baseline, fitted on the training episodes
     means = {int(i): y[~val & (ins == i)].mean(0) for i in ins.unique() if (~val & (ins == i)).any()}

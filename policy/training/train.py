@@ -118,9 +118,9 @@ def wrap(module: nn.Module, d: Dist) -> nn.Module:
                find_unused_parameters=True)
 
 
-# WAMConfig fields --model may switch on over an --init checkpoint: each adds weights that keep
-# their own initialisation while every other weight comes from the checkpoint.
-INIT_ADDABLE = {"condition_positions"}
+# WAMConfig fields --model may switch on over an --init checkpoint, with the weights each adds:
+# those keep their own initialisation while every other weight comes from the checkpoint.
+INIT_ADDABLE = {"condition_positions": "video.condition_positions"}
 
 
 # ---- the trainer ----------------------------------------------------------------------------
@@ -137,7 +137,7 @@ class Trainer:
                 raise SystemExit("--init takes the whole model (codec included) from its checkpoint: drop "
                                  "--init-codec / --teacher")
             self.cfg: WAMConfig = WAMConfig.from_dict(load_checkpoint(tc.init)[1]["wam_config"])
-            changed = {k for k, v in tc.model_overrides.items() if getattr(self.cfg, k) != v} - INIT_ADDABLE
+            changed = {k for k, v in tc.model_overrides.items() if getattr(self.cfg, k) != v} - INIT_ADDABLE.keys()
             if changed:
                 raise SystemExit(f"--init {tc.init} keeps the checkpoint's sizes: --model may only add "
                                  f"{sorted(INIT_ADDABLE)}, not change {sorted(changed)}")
@@ -240,7 +240,7 @@ class Trainer:
         """Fine-tuning: every weight (and the codec with its latent statistics) from checkpoint."""
         state, _ = load_checkpoint(checkpoint)
         missing, unexpected = self.model.load_state_dict(split_state(state, "wam"), strict=False)
-        new = {"video.condition_positions"} if self.cfg.condition_positions else set()
+        new = {weights for field, weights in INIT_ADDABLE.items() if getattr(self.cfg, field)}
         if unexpected or set(missing) - new:
             raise SystemExit(f"--init {checkpoint}: its weights do not fit this model (missing "
                              f"{sorted(set(missing) - new)}, unexpected {sorted(unexpected)})")
