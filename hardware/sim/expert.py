@@ -42,6 +42,15 @@ class Pose:
 class Phase:
     ticks: int
     arms: dict[str, Pose] = field(default_factory=dict)  # an arm not listed keeps its last pose
+    # Called when the phase ends: the index of the phase to go to (a retry), or None for the
+    # next one. This is how the expert notices a grasp that missed and tries again, so that
+    # demonstrations also show the way back from a miss (with --action-noise, misses happen).
+    then: Callable[[SimEnv], int | None] | None = None
+    descends_on: str | None = None   # the object this phase lowers the open gripper onto (a grasp)
+
+
+DONE = -1               # Phase.then's answer that ends the script
+MAX_RETRIES = 2         # per episode; after that the script goes on (the episode fails, is discarded)
 
 
 def _at(obj: str, dx: float = 0.0, dy: float = 0.0, z: float | None = None,
@@ -73,14 +82,23 @@ def wrap_half(angle: float) -> float:
 
 def _once(fn: Callable[[SimEnv], float]) -> Callable[[SimEnv], float]:
     """Evaluate fn the first time it is needed and keep that value for the rest of the episode
-    (a grasp yaw must not flip a quarter turn because the held block tilted a little)."""
+    (a grasp yaw must not flip a quarter turn because the held block tilted a little), or until
+    `.forget()` (a retry: the missed block may have turned)."""
     memo: list[float] = []
 
     def cached(env: SimEnv) -> float:
         if not memo:
             memo.append(fn(env))
         return memo[0]
+    cached.forget = memo.clear
     return cached
+
+
+def _holding(env: SimEnv, arm: str, obj: str) -> bool:
+    """The object's centre is within 4 cm of the arm's tool point (a lifted block sits ~1 cm
+    under it; one left on the table is 10 cm below after the lift)."""
+    tool = env.data.site_xpos[env.model.site(f"{arm}/tcp").id]
+    return bool(np.linalg.norm(tool - object_pos(env.model, env.data, obj)) < 0.04)
 
 
 def _block_grasp_yaw(obj: str) -> Callable[[SimEnv], float]:
@@ -121,15 +139,27 @@ def _pick_and_place(arm: str, obj: str, dest: str, place_gap: float = 0.006) -> 
     def retreat(env: SimEnv) -> np.ndarray:
         return place(env) + np.array([0.0, 0.0, 0.08])
 
+    def after_lift(env: SimEnv) -> int | None:
+        if _holding(env, arm, obj):
+            return None
+        yaw.forget()
+        return REHOVER            # missed: above the block where it lies now, open, down again
+
+    def after_rehover(env: SimEnv) -> int:
+        return DOWN
+
+    DOWN, REHOVER = 1, 8
     return [
         Phase(15, {arm: Pose(_at(obj, z=HOVER_Z), yaw)}),
-        Phase(8, {arm: Pose(grasp, yaw)}),
+        Phase(8, {arm: Pose(grasp, yaw)}, descends_on=obj),                     # DOWN
         Phase(5, {arm: Pose(grasp, yaw, grip=CLOSED)}),
-        Phase(8, {arm: Pose(_at(obj, z=HOVER_Z + 0.02), yaw, grip=CLOSED)}),
+        Phase(8, {arm: Pose(_at(obj, z=HOVER_Z + 0.02), yaw, grip=CLOSED)}, then=after_lift),
         Phase(12, {arm: Pose(_at(dest, z=HOVER_Z + 0.02), yaw, grip=CLOSED)}),
         Phase(7, {arm: Pose(place, yaw, grip=CLOSED)}),
         Phase(4, {arm: Pose(place, yaw, grip=OPEN)}),
-        Phase(7, {arm: Pose(retreat, yaw, grip=OPEN)}),
+        Phase(7, {arm: Pose(retreat, yaw, grip=OPEN)}, then=lambda env: DONE),
+        # only after a miss: short (the arm is already at hover height), then DOWN again
+        Phase(8, {arm: Pose(_at(obj, z=HOVER_Z), yaw, grip=OPEN)}, then=after_rehover),  # REHOVER
     ]
 
 
@@ -195,8 +225,14 @@ class Expert:
         self.pose = {s: (self.ik[s].forward(self.q[s])[0], DOWN_X) for s in SIDES}
         self.phase_index = -1
         self.tick_in_phase = 0
+        self.retries = 0                # grasps tried again this episode (Phase.then)
         self._start: dict[str, tuple[np.ndarray, float, float]] = {}
         self._goal: dict[str, tuple[np.ndarray, float, float]] = {}
+
+    @property
+    def descending_on(self) -> str | None:
+        """The object the gripper is being lowered onto now (its position already taken), or None."""
+        return None if self.done or self.phase_index < 0 else self.phases[self.phase_index].descends_on
 
     @property
     def done(self) -> bool:
@@ -205,7 +241,7 @@ class Expert:
 
     def act(self) -> np.ndarray:
         if self.phase_index < 0 or (not self.done and self.tick_in_phase >= self.phases[self.phase_index].ticks):
-            self._begin_phase(self.phase_index + 1)
+            self._begin_phase(self._next_phase())
         if not self.done:
             self.tick_in_phase += 1
             ticks = self.phases[self.phase_index].ticks
@@ -218,6 +254,22 @@ class Expert:
                 self.grip[arm] = g0 + (g1 - g0) * g
                 self.pose[arm] = (pos, yaw)
         return np.concatenate([np.append(self.q[s], self.grip[s]) for s in SIDES]).astype(np.float32)
+
+    def _next_phase(self) -> int:
+        """The phase after the current one: the next, or where the current phase's `then` says
+        (a retry, at most MAX_RETRIES times per episode; DONE ends the script)."""
+        if self.phase_index < 0 or self.phases[self.phase_index].then is None:
+            return self.phase_index + 1
+        index = self.phases[self.phase_index].then(self.env)
+        if index is None:
+            return self.phase_index + 1
+        if index == DONE:
+            return len(self.phases)
+        if index <= self.phase_index:           # going back: a retry
+            if self.retries >= MAX_RETRIES:
+                return self.phase_index + 1
+            self.retries += 1
+        return index
 
     def _begin_phase(self, index: int) -> None:
         self.phase_index = index

@@ -19,6 +19,10 @@ drifting offset (a first-order autoregressive process per joint, stationary std 
 seed), while the dataset RECORDS the expert's clean action beside the state the noise led to. A
 policy then sees states off the expert's path labelled with the way back (DART, Laskey et al.
 2017; ACT's scripted sim data injects noise the same way). Grippers are never perturbed.
+Retries (--move-prob P): in that share of episodes the block is moved 3-5 cm while the gripper
+descends onto it (BlockMover); the grasp closes on nothing, the expert finds its lift empty and
+goes back for the block where it lies (hardware/sim/expert.py, Phase.then), so the dataset shows
+what to do after a missed grasp, which no clean demonstration does. Metadata: "move_block".
 "--tasks all" means the training tasks (hardware.sim.tasks.TRAINING_TASKS): evaluation-only
 tasks are never demonstrated.
 """
@@ -59,6 +63,7 @@ class GenerateConfig:
     max_tries_factor: float = 3.0     # give up on a task after this many seeds per wanted episode (+10)
     scenes: str = "varied"            # hardware.sim.tasks.SCENES
     action_noise: float = 0.0         # std (rad) of the drifting offset added to executed arm joints
+    move_prob: float = 0.0            # share of episodes whose block is moved under the descending gripper
 
 
 @dataclass
@@ -97,22 +102,55 @@ class ActionNoise:
         return out
 
 
+class BlockMover:
+    """Moves the block the gripper is being lowered onto, 3-5 cm in a free direction, three ticks
+    into the descent (the expert has taken the block's position; the fingers are still above it).
+    The grasp then closes on nothing and the expert, finding its lift empty, goes back for the
+    block where it now lies: a demonstration of recovering from a missed grasp in which every
+    recorded action is still the expert's own (nothing it did was wrong; the world changed)."""
+
+    def __init__(self, prob: float, seed: int):
+        self.rng = np.random.default_rng([seed, 0xB10C])     # its own stream: layouts keep theirs
+        self.planned = bool(self.rng.random() < prob)
+        self.moved = False
+
+    def __call__(self, env, expert) -> None:
+        from hardware.sim.tasks import object_pos
+        obj = expert.descending_on
+        if not self.planned or self.moved or obj is None or expert.tick_in_phase != 3:
+            return
+        here = object_pos(env.model, env.data, obj)[:2]
+        others = [object_pos(env.model, env.data, o)[:2] for o in env.task.objects if o != obj]
+        for _ in range(8):              # a direction that does not land on another object
+            angle, dist = self.rng.uniform(0, 2 * np.pi), self.rng.uniform(0.03, 0.05)
+            shift = dist * np.array([np.cos(angle), np.sin(angle)])
+            if all(np.linalg.norm(here + shift - o) > 0.06 for o in others):
+                env.push_object(obj, float(shift[0]), float(shift[1]))
+                self.moved = True
+                return
+
+
 def record_one(env, make_expert, writer: DatasetWriter, task: str, seed: int, fps: int,
-               action_noise: float = 0.0) -> bool:
+               action_noise: float = 0.0, move_prob: float = 0.0) -> bool:
     """Run the expert on (task, seed), recording every tick; keep the episode only on success.
-    With action_noise > 0 the executed action drifts off the expert's (ActionNoise); the recorded
-    action is always the expert's own."""
+    With action_noise > 0 the executed action drifts off the expert's (ActionNoise); with
+    move_prob > 0 that share of episodes has its block moved under the descending gripper
+    (BlockMover). The recorded action is always the expert's own."""
     env.reset(task=task, seed=seed)
     expert = make_expert(env)
     noise = ActionNoise(action_noise, seed) if action_noise > 0 else None
+    mover = BlockMover(move_prob, seed)
     metadata = {"task": task, "seed": seed, "source": "scripted_expert", "scenes": env.config.scenes}
     if noise is not None:
         metadata["action_noise"] = action_noise
+    if mover.planned:
+        metadata["move_block"] = True       # armed: the block is moved once the gripper descends
     writer.start_episode(instruction_for(env.task.instructions, seed), metadata=metadata)
     success_step = None
     for step in range(env.task.max_steps):
         images, state = env.render(), env.state()
         action = expert.act()
+        mover(env, expert)
         writer.add_frame(images, state, action, timestamp=step / fps)
         env.step(action if noise is None else noise(action))
         if success_step is None and env.success():
@@ -156,7 +194,8 @@ def generate(cfg: GenerateConfig, progress: bool = True) -> dict[str, TaskReport
                         if seed >= TRAIN_SEED_LIMIT:
                             raise ValueError(f"seed {seed} would reach the evaluation seeds (>= {TRAIN_SEED_LIMIT});"
                                              f" use a smaller --seed-offset")
-                        if record_one(env, make_expert, writer, task, seed, spec.fps, cfg.action_noise):
+                        if record_one(env, make_expert, writer, task, seed, spec.fps, cfg.action_noise,
+                                      cfg.move_prob):
                             rep.recorded += 1
                             bar.advance(row)
                             bar.advance(overall)
@@ -197,6 +236,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--action-noise", type=float, default=0.0,
                    help="std (rad) of a drifting offset on the executed arm joints; the clean expert action "
                         "is recorded (demonstrations of recoveries). 0: none")
+    p.add_argument("--move-prob", type=float, default=0.0,
+                   help="share of episodes in which the block is moved 3-5 cm under the descending gripper, "
+                        "so the expert's grasp misses and it goes back for it (demonstrations of retrying). "
+                        "0: none")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
     from hardware.sim.tasks import SCENES, TASKS
@@ -209,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 <= a.action_noise <= 0.2:
         p.error(f"--action-noise {a.action_noise} is outside [0, 0.2] rad: 0.01-0.05 leaves the expert's path "
                 "by about 0.5-2.5 cm at the gripper")
+    if not 0 <= a.move_prob <= 1:
+        p.error(f"--move-prob {a.move_prob} is a share of episodes: give a number in [0, 1]")
     if a.episodes_per_task < 1:
         p.error("--episodes-per-task must be at least 1")
     if not 0 <= a.seed_offset < TRAIN_SEED_LIMIT:
@@ -217,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     reports = generate(GenerateConfig(out=a.out, tasks=tasks, episodes_per_task=a.episodes_per_task,
                                       seed_offset=a.seed_offset, width=a.width, height=a.height,
-                                      scenes=a.scenes, action_noise=a.action_noise),
+                                      scenes=a.scenes, action_noise=a.action_noise, move_prob=a.move_prob),
                        progress=not a.no_progress)
     short = False
     for task, r in reports.items():

@@ -110,7 +110,9 @@ class BatchSource:
     text: torch.Tensor | None = None           # (M, L, D) embeddings of every distinct text
     text_rows: list[np.ndarray] | None = None  # per recorded instruction: rows it may use
     state_noise: float = 0.0                   # std of noise added to the normalised state input
+    start_weight: float = 1.0                  # how much more often a frame of an episode's first chunk is drawn
     device: torch.device | str = "cpu"         # where batches go (latents and text live there already)
+    _cdf: np.ndarray | None = None             # cumulative draw weights (start_weight != 1), made once
 
     def to_device(self, x: torch.Tensor) -> torch.Tensor:
         """A host tensor -> the training device, once: pinned and asynchronous on CUDA."""
@@ -126,7 +128,18 @@ class BatchSource:
         return table.index_select(0, torch.from_numpy(np.asarray(idx, np.int64)).to(table.device))
 
     def indices(self, rng: np.random.Generator, batch: int) -> np.ndarray:
-        return rng.integers(0, len(self.data), size=batch)
+        """Frames to train on, uniform over the dataset, or with start_weight: the frames within
+        the first chunk (cfg.horizon frames) of their episode drawn that many times as often.
+        Why: the first chunk is the one the picture alone decides (the arm rests in the same
+        pose at every start, so only the image says where the named block is); later frames
+        are nearly told by the state, and a uniform draw spends most steps on them."""
+        if self.start_weight == 1.0:
+            return rng.integers(0, len(self.data), size=batch)
+        if self._cdf is None:
+            first = np.arange(len(self.data)) - self.data.episode_start < self.cfg.horizon
+            cdf = np.cumsum(np.where(first, self.start_weight, 1.0))
+            self._cdf = cdf / cdf[-1]
+        return np.minimum(np.searchsorted(self._cdf, rng.random(batch), side="right"), len(self.data) - 1)
 
     def codec_batch(self, rng: np.random.Generator, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Pixels for the codec: condition frames (B, 3, 1, H, W) and future clips at the

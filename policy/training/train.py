@@ -58,6 +58,7 @@ class TrainConfig:
     weight_decay: float = 1e-3
     grad_clip: float = 1.0
     state_noise: float = 0.05        # normalised units: robustness to the policy's own drift
+    start_weight: float = 1.0        # frames of an episode's first chunk drawn this many times as often
     video_free_prob: float = 0.1     # action/joint steps without future tokens (the [0, T_a] mode)
     seed: int = 0
     save_every: int = 200
@@ -175,7 +176,8 @@ class Trainer:
         self.data = self._prepare_data()
         self.norm_stats = self.data.norm_stats()
         self.source = BatchSource(self.data, self.cfg, Normaliser.from_stats(self.norm_stats),
-                                  state_noise=tc.state_noise, device=self.d.device)
+                                  state_noise=tc.state_noise, start_weight=tc.start_weight,
+                                  device=self.d.device)
         self._t_start = time.perf_counter()
         self.log_file = self.out / "train_log.jsonl"
 
@@ -470,6 +472,9 @@ FLOAT_HELP = {
     "joint_video_ratio": "stage 3 (joint): the video expert's LR as a fraction of the action LR (default "
                          "0.2, the paper's); 1 trains both alike (the video stream is where the text meets "
                          "the picture)",
+    "start_weight": "draw the frames of each episode's first chunk (its first horizon frames) this many "
+                    "times as often as the rest (default 1: uniform); the first chunk is the one only the "
+                    "picture decides",
 }
 
 
@@ -485,7 +490,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
                  "seed", "save_every", "log_every", "threads"):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
     for name in ("lr", "joint_video_ratio", "weight_decay", "grad_clip", "state_noise", "video_free_prob",
-                 "codec_foreground"):
+                 "codec_foreground", "start_weight"):
         p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name),
                        help=FLOAT_HELP.get(name))
     p.add_argument("--bf16", choices=("auto", "on", "off"), default="auto")

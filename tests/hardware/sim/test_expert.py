@@ -65,3 +65,22 @@ def test_expert_is_deterministic_per_seed(env):
             env.step(actions[-1])
         runs.append(np.array(actions))
     assert np.array_equal(runs[0], runs[1])
+
+
+@pytest.mark.parametrize("task", ["put_red_on_plate", "stack_green_on_purple"])
+def test_expert_notices_a_missed_grasp_and_tries_again(varied_env, task):
+    """The block is pushed 4 cm away while the gripper closes: the lift comes up empty, the
+    expert goes back above the block where it now lies, grasps again and still finishes the
+    task within max_steps. Without a miss it never retries."""
+    obj = {"put_red_on_plate": "red_block", "stack_green_on_purple": "green_block"}[task]
+    for miss in (False, True):
+        varied_env.reset(task=task, seed=5)
+        expert = make_expert(varied_env)
+        for step in range(1, TASKS[task].max_steps + 1):
+            varied_env.step(expert.act())
+            if miss and step == 23:                 # hover (15) + down (8): about to close
+                varied_env.push_object(obj, 0.04, 0.0)
+            if expert.done:
+                break
+        assert expert.retries == int(miss), (task, miss, expert.retries)
+        assert varied_env.success(), f"{task} (miss={miss}) failed after {step} ticks"

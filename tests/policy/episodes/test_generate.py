@@ -78,3 +78,30 @@ def test_noisy_demonstrations_record_the_experts_clean_action(tmp_path, capsys):
     drift = np.abs(n.state[2:10, :6] - c.state[2:10, :6]).mean()
     assert drift > 0.005, drift
     assert np.abs(n.state[2:10, 6] - c.state[2:10, 6]).max() < 1e-3          # grippers untouched
+
+
+def test_moved_block_demonstrations_show_the_expert_trying_again(tmp_path, capsys):
+    """--move-prob 1: the block is moved under the descending gripper, the grasp closes on
+    nothing and the expert goes back for it; the episode still succeeds (only successes are
+    kept), is longer than the clean one by the retry, and says so in its metadata. The recorded
+    plan up to the move is the clean one's; --move-prob outside [0, 1] is refused."""
+    import pytest
+    args = ["--tasks", "put_red_on_plate", "--width", "64", "--height", "48", "--no-progress",
+            "--episodes-per-task", "1"]
+    assert main(["--out", str(tmp_path / "moved"), "--move-prob", "1"] + args) == 0
+    moved = DatasetReader(tmp_path / "moved")
+    seed = moved.episodes[0].metadata["seed"]          # the first seed whose retry succeeded
+    assert main(["--out", str(tmp_path / "clean"), "--seed-offset", str(seed)] + args) == 0
+    clean = DatasetReader(tmp_path / "clean")
+    assert clean.episodes[0].metadata["seed"] == seed
+    assert moved.episodes[0].metadata["move_block"] is True and "move_block" not in clean.episodes[0].metadata
+    c, m = clean.episode_table(0), moved.episode_table(0)
+    assert np.allclose(c.action[:18], m.action[:18], atol=1e-5)
+    assert moved.episodes[0].length >= clean.episodes[0].length + 20, (moved.episodes[0].length, clean.episodes[0].length)
+    # the right gripper closes twice (two grasps) in the moved episode, once in the clean one
+    def closings(grip):
+        shut = grip < 0.5
+        return int(np.sum(shut[1:] & ~shut[:-1]))
+    assert closings(c.action[:, 13]) == 1 and closings(m.action[:, 13]) == 2
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path / "bad"), "--move-prob", "1.5"] + args)

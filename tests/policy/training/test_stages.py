@@ -48,3 +48,29 @@ def test_joint_video_ratio_sets_stage_three_video_lr_only():
     assert (paper[3].lr_video, paper[3].lr_action) == (2e-4, 1e-3), "the paper's 1/5 by default"
     assert (alike[3].lr_video, alike[3].lr_action) == (1e-3, 1e-3)
     assert paper[:3] == alike[:3], "stages 1-2 do not depend on it"
+
+
+def test_start_weight_draws_first_chunks_more_often_and_uniform_by_default():
+    """BatchSource.indices: with start_weight W the frames within the first chunk (cfg.horizon
+    frames) of their episode are drawn W times as often as later ones; W = 1 is uniform."""
+    import numpy as np
+
+    from policy.training.data import PreparedDataset
+    from policy.training.stages import BatchSource
+    cfg = get_preset("sim-tiny")
+    lengths = [40, 64, 25]                       # episodes of 40, 64 and 25 frames
+    start = np.concatenate([np.full(n, s) for n, s in zip(lengths, np.cumsum([0] + lengths[:-1]))])
+    end = np.concatenate([np.full(n, s + n) for n, s in zip(lengths, np.cumsum([0] + lengths[:-1]))])
+    n = sum(lengths)
+    data = PreparedDataset(images=np.zeros((n, 1, 1, 3), np.uint8), small=np.zeros((n, 1, 1, 3), np.uint8),
+                           state=np.zeros((n, 14), np.float32), action=np.zeros((n, 14), np.float32),
+                           episode_start=start, episode_end=end, instruction=np.zeros(n, np.int64),
+                           instructions=["x"])
+    first = np.arange(n) - start < cfg.horizon
+    for weight in (1.0, 3.0):
+        src = BatchSource(data, cfg, norm=None, start_weight=weight)
+        idx = src.indices(np.random.default_rng(0), 200_000)
+        assert idx.min() >= 0 and idx.max() < n and len(np.unique(idx)) == n, "every frame can be drawn"
+        share = first[idx].mean()
+        expect = weight * first.sum() / (weight * first.sum() + (~first).sum())
+        assert abs(share - expect) < 0.01, (weight, share, expect)
