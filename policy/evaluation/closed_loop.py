@@ -33,7 +33,7 @@ from app.control.policy_link import ChunkRequest, LinkEvents, PolicyLink
 from hardware.camera import Camera, CameraConfig, Frame
 from hardware.safety import SafeArm, SafetyConfig
 from hardware.sim.env import CAMERA_NAMES, SimConfig, SimEnv
-from policy.evaluation.rollout import EnvArm, EpisodeOutcome
+from policy.evaluation.rollout import EnvArm, EpisodeOutcome, ObjectLift
 from policy.wire.client import PolicyClient, check_robot
 from policy.wire.types import ActionChunk, Observation, PolicyMetadata
 
@@ -195,18 +195,20 @@ def run_sim_clock_episode(env: SimEnv, client: PolicyClient, task: str, seed: in
     if tick_listener is not None:
         controller.add_tick_listener(tick_listener)
     tick = 0
+    lift = ObjectLift(env)
     while controller.status().mode == Mode.POLICY:
         now = tick * period
         link.advance(now)
         controller.step(now)
         env.step(arm.arm.target)          # the target SafeArm let through (or its hold)
+        lift()
         cams.capture()
         if after_tick is not None:
             after_tick(tick)
         tick += 1
     status = controller.status()
     return EpisodeOutcome(task, seed, instruction, status.outcome == "succeeded", tick, status.chunk_count,
-                          chunk_ms=chunks, server_ms=link.server_ms)
+                          chunk_ms=chunks, server_ms=link.server_ms, lifted_m=round(lift.rise, 4))
 
 
 def real_clock_robot(sim: SimConfig, client: PolicyClient, config: ControllerConfig):

@@ -22,7 +22,10 @@ Clocks (--clock; the JSON says which one each number used):
 An episode succeeds when the task's check holds (it then ends); otherwise it fails at the
 task's max_steps. Prints a rich table and, on its last line, JSON:
   {"rt": {"success": {"TASK": 0.9, ...}, "mean_success": 0.85, "chunk_ms_p50": 80,
-          "success_by_phrasing": {"TASK": {"PHRASING": 1.0, ...}}, "episodes_by_phrasing": ..., ...}, ...}
+          "success_by_phrasing": {"TASK": {"PHRASING": 1.0, ...}}, "episodes_by_phrasing": ...,
+          "failures": {"TASK": {"never_lifted": 3, "lifted": 1}}, ...}, ...}
+(failures: the lockstep and sim clocks follow the object each task moves; a failed episode whose
+object never rose 5 cm missed its grasp, one whose object did failed later.)
 A few rollout videos (real head + wrist views next to the imagined future) go to --videos-dir.
 """
 from __future__ import annotations
@@ -42,7 +45,7 @@ import numpy as np  # noqa: E402
 from app.control.action_queue import MERGE_RULES  # noqa: E402
 from app.control.controller import ControllerConfig  # noqa: E402
 from policy.evaluation.closed_loop import LatencyModel, real_clock_robot, run_real_episode, run_sim_clock_episode  # noqa: E402
-from policy.evaluation.rollout import EpisodeOutcome, RolloutConfig, instruction_for, run_episode  # noqa: E402
+from policy.evaluation.rollout import LIFTED_M, EpisodeOutcome, RolloutConfig, instruction_for, run_episode  # noqa: E402
 
 from hardware.sim.env import SimConfig  # noqa: E402
 from hardware.sim.tasks import EVAL_SEED_BASE, SCENES  # noqa: E402  (EVAL_SEED_BASE re-exported: the held-out seeds)
@@ -96,7 +99,21 @@ class VariantResult:
             "success_by_phrasing": {t: {p: round(float(np.mean(r)), 4) for p, r in ps.items()}
                                     for t, ps in by_phrasing.items()},
             "episodes_by_phrasing": {t: {p: len(r) for p, r in ps.items()} for t, ps in by_phrasing.items()},
+            "failures": failures(self.outcomes),
         }
+
+
+def failures(outcomes: dict[str, list[EpisodeOutcome]]) -> dict[str, dict[str, int]]:
+    """Failed episodes per task by how far they got (where the clock tracks the moved object; the
+    real clock does not): never_lifted (the object never rose LIFTED_M: the grasp missed or never
+    came) and lifted (it was grasped and lifted; what came after failed)."""
+    out: dict[str, dict[str, int]] = {}
+    for task, eps in outcomes.items():
+        tracked = [o for o in eps if not o.success and o.lifted_m is not None]
+        if tracked:
+            never = sum(o.lifted_m < LIFTED_M for o in tracked)
+            out[task] = {"never_lifted": never, "lifted": len(tracked) - never}
+    return out
 
 
 def eval_seeds(episodes: int, first: int = 0) -> list[int]:
@@ -229,6 +246,14 @@ def print_phrasings(summary: dict[str, dict], console) -> None:
                           + "; ".join(f"{r:.0%} {p!r}" for p, r in worst))
 
 
+def print_failures(summary: dict[str, dict], console) -> None:
+    """Per variant, how the failed episodes failed (where the clock tracks the moved object)."""
+    for name, s in summary.items():
+        if s.get("failures"):
+            console.print(f"{name} failures (object never lifted / lifted, then failed): " + "; ".join(
+                f"{t} {f['never_lifted']}/{f['lifted']}" for t, f in s["failures"].items()))
+
+
 def run_in_children(argv: list[str], names: list[str], jobs: int, console) -> dict[str, dict]:
     """One `python -m policy.evaluate --variants NAME` child per variant, `jobs` at a time; each
     writes its summary as JSON (no pickle between processes)."""
@@ -359,6 +384,7 @@ def main(argv: list[str] | None = None) -> dict:
             s = summary[name]
             console.print(f"{name}: {s.get('mean_success', s.get('error'))} in {time.perf_counter() - start:.0f} s")
     print_table(summary, tasks, console)
+    print_failures(summary, console)
     if args.instructions:
         print_phrasings(summary, console)
     line = json.dumps(summary)

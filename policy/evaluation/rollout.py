@@ -15,7 +15,7 @@ import numpy as np
 from hardware.arm import Arm, ArmState
 from hardware.safety import SafeArm, SafetyConfig
 from hardware.sim.env import ALOHA_SPEC, SimEnv
-from hardware.sim.tasks import TASKS
+from hardware.sim.tasks import TASKS, object_pos
 from policy.wire.types import Observation
 
 
@@ -36,6 +36,24 @@ class EpisodeOutcome:
     chunks: int
     chunk_ms: list[float] = field(default_factory=list)    # client-side round trip per chunk
     server_ms: list[float] = field(default_factory=list)   # server-side inference per chunk
+    lifted_m: float | None = None    # highest rise of the object the task moves (ObjectLift); None: not tracked
+
+
+LIFTED_M = 0.05     # an object that rose this far was grasped (a block resting on the table: 0)
+
+
+class ObjectLift:
+    """The highest the task's moved object (Task.objects[0]: the block, the bar) rose above where it
+    lay at its first reading. Why: it tells a missed grasp (never lifted) from a grasp that went
+    wrong later (lifted, not placed), which a success rate cannot. Call it after every world step."""
+
+    def __init__(self, env: SimEnv):
+        self.env, self.start, self.rise = env, None, 0.0
+
+    def __call__(self, *_) -> None:
+        z = float(object_pos(self.env.model, self.env.data, self.env.task.objects[0])[2])
+        self.start = z if self.start is None else self.start
+        self.rise = max(self.rise, z - self.start)
 
 
 def instruction_for(task: str, seed: int, phrasings: list[str] | None = None, episode: int | None = None) -> str:
@@ -89,6 +107,7 @@ def run_episode(env: SimEnv, client, task: str, seed: int, cfg: RolloutConfig,
     env.reset(task=task, seed=seed)
     instruction = instruction_for(task, seed) if instruction is None else instruction
     out = EpisodeOutcome(task, seed, instruction, False, 0, 0)
+    lift = ObjectLift(env)
     arm = safe_env_arm(env, cfg.rate_limit)
     video = _VideoWriter(video_path, instruction) if video_path is not None else None
     max_steps = env.task.max_steps if cfg.max_steps is None else min(cfg.max_steps, env.task.max_steps)
@@ -104,6 +123,7 @@ def run_episode(env: SimEnv, client, task: str, seed: int, cfg: RolloutConfig,
                 if video is not None:
                     video.add(images if j == 0 else env.render(), future, j)
                 env.step(arm.command(action).astype(np.float32))
+                lift()
                 out.steps += 1
                 if env.success():
                     out.success = True
@@ -113,6 +133,7 @@ def run_episode(env: SimEnv, client, task: str, seed: int, cfg: RolloutConfig,
     finally:
         if video is not None:
             video.close(out.success)
+    out.lifted_m = round(lift.rise, 4)
     return out
 
 

@@ -52,6 +52,8 @@ def test_evaluate_runs_variants_on_the_same_seeds(random_checkpoint, tmp_path, c
         assert s["mean_steps"]["put_red_on_plate"] > 0           # the episode really ran
         assert s["chunk_ms_p50"] > 0
         assert s["object_jitter"] == 1.5                         # reached the child processes
+        # a random policy never lifts the block in 20 ticks: its failure is a grasp never made
+        assert s["failures"] == {"put_red_on_plate": {"never_lifted": 1, "lifted": 0}}, s["failures"]
     mp4s = sorted(videos.glob("*.mp4"))
     assert [p.name for p in mp4s] == [f"rt_put_red_on_plate_seed{EVAL_SEED_BASE}.mp4",
                                       f"video_free_put_red_on_plate_seed{EVAL_SEED_BASE}.mp4"]
@@ -107,3 +109,27 @@ def test_evaluation_actions_pass_the_safety_layer():
             arm.command(np.full(ALOHA_SPEC.action_dim, np.nan))
     finally:
         env.close()
+
+
+def test_object_lift_tells_a_missed_grasp_from_a_later_failure():
+    """ObjectLift follows the task's moved object in the real sim: the expert lifts the block well
+    past LIFTED_M, an arm holding still does not; failures() counts failed episodes by it and
+    leaves out successes and episodes no clock tracked (lifted_m None, the real clock)."""
+    from hardware.sim.env import SimConfig, SimEnv
+    from hardware.sim.expert import make_expert
+    from policy.evaluation.evaluate import failures
+    from policy.evaluation.rollout import LIFTED_M, EpisodeOutcome, ObjectLift
+    with SimEnv(SimConfig(width=64, height=48, scenes="varied")) as env:
+        rises = {}
+        for who in ("expert", "still"):
+            env.reset(task="put_red_on_plate", seed=5)
+            expert, lift, hold = make_expert(env), ObjectLift(env), env.target.copy()
+            for _ in range(45):                  # hover, down, close, lift (36 ticks) and a little more
+                env.step(expert.act() if who == "expert" else hold)
+                lift()
+            rises[who] = lift.rise
+    assert rises["expert"] > 2 * LIFTED_M and rises["still"] < 0.005, rises
+    outcome = lambda ok, lifted: EpisodeOutcome("t", 0, "x", ok, 10, 1, lifted_m=lifted)  # noqa: E731
+    eps = {"t": [outcome(False, 0.001), outcome(False, 0.12), outcome(False, 0.002), outcome(True, 0.12),
+                 outcome(False, None)], "u": [outcome(True, 0.1)]}
+    assert failures(eps) == {"t": {"never_lifted": 2, "lifted": 1}}
