@@ -78,6 +78,10 @@ def parse_args(argv: list[str] | None = None) -> StackConfig:
     p.add_argument("--auth", help="USER:PASS required to open the console (mandatory off loopback)")
     p.add_argument("--task", help="sim task to start with")
     p.add_argument("--seed", type=int, default=0, help="sim seed of the first scene")
+    p.add_argument("--scenes", choices=["classic", "varied"], default="classic",
+                   help="sim scenes: classic (objects a few cm around fixed slots; the shipped sim-tiny) or varied "
+                        "(anywhere in table regions, turned, with distractors; use --checkpoint "
+                        "assets/checkpoints/sim-tiny-varied)")
     p.add_argument("--camera-fps", type=int, default=30, help="sim camera rate (default 30)")
     p.add_argument("--no-browser", action="store_true", help="do not open a browser tab")
     args = p.parse_args(argv)
@@ -124,7 +128,7 @@ def parse_args(argv: list[str] | None = None) -> StackConfig:
                        policy_timeout_s=args.policy_timeout, policy_nice=args.policy_nice,
                        dataset=None if args.no_record else args.dataset, quality_limits=quality_limits,
                        host=args.host, port=args.port,
-                       auth=auth, task=args.task, seed=args.seed, camera_fps=args.camera_fps,
+                       auth=auth, task=args.task, seed=args.seed, scenes=args.scenes, camera_fps=args.camera_fps,
                        open_browser=not args.no_browser, merge=args.merge, auto_hold=args.auto_hold > 0,
                        auto_hold_chunks=max(args.auto_hold, 1))
 

@@ -52,6 +52,7 @@ class StackConfig:
     auth: tuple[str, str] | None = None
     task: str | None = None
     seed: int = 0
+    scenes: str = "classic"                  # sim scenes (hardware.sim.tasks.SCENES): classic / varied
     camera_fps: int = 30
     width: int = 320
     height: int = 240
@@ -166,7 +167,7 @@ class DemoStack:
             return
         from hardware.sim.env import SimConfig
         from hardware.sim.robot import SimRobot
-        sim = SimConfig(seed=cfg.seed, width=cfg.width, height=cfg.height)
+        sim = SimConfig(seed=cfg.seed, width=cfg.width, height=cfg.height, scenes=cfg.scenes)
         if cfg.task:
             from hardware.sim.tasks import TASKS
             if cfg.task not in TASKS:

@@ -35,6 +35,14 @@ def test_policy_keys_go_to_the_client_of_a_remote_server():
     assert result.returncode == 2 and "--policy tcp://HOST:PORT" in result.stderr
 
 
+def test_scenes_reach_the_sim_and_a_typo_is_refused():
+    import run_demo as rd
+    assert rd.parse_args([]).scenes == "classic"          # the shipped sim-tiny's scenes
+    assert rd.parse_args(["--scenes", "varied"]).scenes == "varied"
+    result = run_demo("--scenes", "varid")
+    assert result.returncode == 2 and "classic" in result.stderr and "varied" in result.stderr
+
+
 def test_compile_policy_asks_the_child_server_to_compile():
     import run_demo as rd
     from app.stack import DemoStack
