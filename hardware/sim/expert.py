@@ -44,7 +44,7 @@ class Phase:
     arms: dict[str, Pose] = field(default_factory=dict)  # an arm not listed keeps its last pose
     # Called when the phase ends: the index of the phase to go to (a retry), or None for the
     # next one. This is how the expert notices a grasp that missed and tries again, so that
-    # demonstrations also show the way back from a miss (with --action-noise, misses happen).
+    # demonstrations also show the way back from a miss (policy.episodes.generate --move-prob).
     then: Callable[[SimEnv], int | None] | None = None
     descends_on: str | None = None   # the object this phase lowers the open gripper onto (a grasp)
 
@@ -145,9 +145,6 @@ def _pick_and_place(arm: str, obj: str, dest: str, place_gap: float = 0.006) -> 
         yaw.forget()
         return REHOVER            # missed: above the block where it lies now, open, down again
 
-    def after_rehover(env: SimEnv) -> int:
-        return DOWN
-
     DOWN, REHOVER = 1, 8
     return [
         Phase(15, {arm: Pose(_at(obj, z=HOVER_Z), yaw)}),
@@ -159,7 +156,7 @@ def _pick_and_place(arm: str, obj: str, dest: str, place_gap: float = 0.006) -> 
         Phase(4, {arm: Pose(place, yaw, grip=OPEN)}),
         Phase(7, {arm: Pose(retreat, yaw, grip=OPEN)}, then=lambda env: DONE),
         # only after a miss: short (the arm is already at hover height), then DOWN again
-        Phase(8, {arm: Pose(_at(obj, z=HOVER_Z), yaw, grip=OPEN)}, then=after_rehover),  # REHOVER
+        Phase(8, {arm: Pose(_at(obj, z=HOVER_Z), yaw, grip=OPEN)}, then=lambda env: DOWN),  # REHOVER
     ]
 
 
