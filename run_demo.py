@@ -78,7 +78,8 @@ def parse_args(argv: list[str] | None = None) -> StackConfig:
     p.add_argument("--auth", help="USER:PASS required to open the console (mandatory off loopback)")
     p.add_argument("--task", help="sim task to start with")
     p.add_argument("--seed", type=int, default=0, help="sim seed of the first scene")
-    p.add_argument("--scenes", choices=["classic", "varied"], default="classic",
+    from hardware.sim.tasks import SCENES
+    p.add_argument("--scenes", choices=SCENES, default="classic",
                    help="sim scenes: classic (objects a few cm around fixed slots; the shipped sim-tiny) or varied "
                         "(anywhere in table regions, turned, with distractors; use --checkpoint "
                         "assets/checkpoints/sim-tiny-varied)")

@@ -94,11 +94,15 @@ def _once(fn: Callable[[SimEnv], float]) -> Callable[[SimEnv], float]:
     return cached
 
 
+def _tool(env: SimEnv, arm: str) -> np.ndarray:
+    """The arm's tool point (pad centre) in world coordinates, now."""
+    return env.data.site_xpos[env.model.site(f"{arm}/tcp").id]
+
+
 def _holding(env: SimEnv, arm: str, obj: str) -> bool:
     """The object's centre is within 4 cm of the arm's tool point (a lifted block sits ~1 cm
     under it; one left on the table is 10 cm below after the lift)."""
-    tool = env.data.site_xpos[env.model.site(f"{arm}/tcp").id]
-    return bool(np.linalg.norm(tool - object_pos(env.model, env.data, obj)) < 0.04)
+    return bool(np.linalg.norm(_tool(env, arm) - object_pos(env.model, env.data, obj)) < 0.04)
 
 
 def _block_grasp_yaw(obj: str) -> Callable[[SimEnv], float]:
@@ -162,8 +166,7 @@ def _pick_and_place(arm: str, obj: str, dest: str, place_gap: float = 0.006) -> 
 
 def _tool_to_object_z(env: SimEnv, arm: str, obj: str) -> float:
     """How far the tool point sits above the held object's centre (measured now)."""
-    tool = env.data.site_xpos[env.model.site(f"{arm}/tcp").id]
-    return float(tool[2] - object_pos(env.model, env.data, obj)[2])
+    return float(_tool(env, arm)[2] - object_pos(env.model, env.data, obj)[2])
 
 
 def _handover() -> list[Phase]:

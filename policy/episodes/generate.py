@@ -115,10 +115,10 @@ class BlockMover:
         self.moved = False
 
     def __call__(self, env, expert) -> None:
-        from hardware.sim.tasks import object_pos
         obj = expert.descending_on
         if not self.planned or self.moved or obj is None or expert.tick_in_phase != 3:
             return
+        from hardware.sim.tasks import object_pos      # the sim loads only where episodes are made
         here = object_pos(env.model, env.data, obj)[:2]
         others = [object_pos(env.model, env.data, o)[:2] for o in env.task.objects if o != obj]
         for _ in range(8):              # a direction that does not land on another object

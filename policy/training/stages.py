@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -112,7 +113,6 @@ class BatchSource:
     state_noise: float = 0.0                   # std of noise added to the normalised state input
     start_weight: float = 1.0                  # how much more often a frame of an episode's first chunk is drawn
     device: torch.device | str = "cpu"         # where batches go (latents and text live there already)
-    _cdf: np.ndarray | None = None             # cumulative draw weights (start_weight != 1), made once
 
     def to_device(self, x: torch.Tensor) -> torch.Tensor:
         """A host tensor -> the training device, once: pinned and asynchronous on CUDA."""
@@ -135,11 +135,14 @@ class BatchSource:
         are nearly told by the state, and a uniform draw spends most steps on them."""
         if self.start_weight == 1.0:
             return rng.integers(0, len(self.data), size=batch)
-        if self._cdf is None:
-            first = np.arange(len(self.data)) - self.data.episode_start < self.cfg.horizon
-            cdf = np.cumsum(np.where(first, self.start_weight, 1.0))
-            self._cdf = cdf / cdf[-1]
-        return np.minimum(np.searchsorted(self._cdf, rng.random(batch), side="right"), len(self.data) - 1)
+        return np.minimum(np.searchsorted(self._start_cdf, rng.random(batch), side="right"), len(self.data) - 1)
+
+    @cached_property
+    def _start_cdf(self) -> np.ndarray:
+        """Cumulative draw weights of the frames under start_weight, made once."""
+        first = np.arange(len(self.data)) - self.data.episode_start < self.cfg.horizon
+        cdf = np.cumsum(np.where(first, self.start_weight, 1.0))
+        return cdf / cdf[-1]
 
     def codec_batch(self, rng: np.random.Generator, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Pixels for the codec: condition frames (B, 3, 1, H, W) and future clips at the
