@@ -206,9 +206,15 @@ def test_the_follower_tracks_the_leaders_at_the_control_rate(stack):
     assert stack.arm.events.rejected == 0
 
     left.unplug()                                       # dead-man: a leader goes quiet -> the follower holds
-    wait_for(lambda: stack.leader_follow.state == FollowState.HOLDING, 2.0, "the stale leader to hold the follower")
-    assert "leader stale" in stack.controller.status().notice and stack.arm.holding
-    left.replug()
+    try:
+        # The follower may already hold for another reason (a late tick at the end of the swing, then the
+        # re-sync rule): what matters is that the next ticks name the stale leader and keep holding.
+        wait_for(lambda: stack.leader_follow.state == FollowState.HOLDING
+                 and "leader stale" in stack.controller.status().notice, 2.0,
+                 "the stale leader to hold the follower")
+        assert stack.arm.holding
+    finally:
+        left.replug()                                   # the next test needs the leader back, pass or fail
     stack.console.stop(stack.operator)                  # STOP ends leader-follow
     assert stack.controller.status().mode == Mode.IDLE and stack.leader_follow.state == FollowState.IDLE
 
