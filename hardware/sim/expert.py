@@ -201,6 +201,7 @@ SCRIPTS: dict[str, Callable[[], list[Phase]]] = {
     "handover_bar": _handover,
     "stack_green_on_purple": lambda: _pick_and_place("left", "green_block", "purple_block"),
     "put_green_in_cup": lambda: _pick_and_place("left", "green_block", "cup", place_gap=0.012),
+    "stack_red_on_purple": lambda: _pick_and_place("right", "red_block", "purple_block"),
     "put_blue_on_purple": lambda: _pick_and_place("right", "blue_block", "purple_block"),
 }
 

@@ -261,8 +261,24 @@ TASKS: dict[str, Task] = {t.name: t for t in (
          varied=SceneSpec(placements=(Placement("green_block", sc.LEFT_BLOCKS),
                                       Placement("cup", sc.LEFT_CUP, sc.NO_YAW)),
                           pool=("red_block", "blue_block", "purple_block", "orange_block", "plate"))),
-    # Evaluation-only: blue has only ever gone on the plate (right arm) and only green on purple
-    # (left arm). The plate and the green block are always there, so habit alone picks wrong.
+    # The right arm stacks too, but only red on purple: with red and blue both placed on the plate, the
+    # pairs of (block, destination) the right arm is taught are three corners of a square.
+    Task(name="stack_red_on_purple",
+         instructions=("stack the red block on the purple block",
+                       "put the red cube on top of the purple cube",
+                       "place the red block onto the purple one",
+                       "stack the red cube on the purple cube",
+                       "pick up the red block and put it on the purple block"),
+         max_steps=100, objects=("red_block", "purple_block", "plate"), arms=("right",),
+         layout=lambda rng, jitter: _two_blocks_layout(rng, jitter, ("red_block", "purple_block")),
+         check=_stacked_on("red_block", "purple_block"),
+         varied=SceneSpec(placements=(Placement("red_block", sc.RIGHT_BLOCKS),
+                                      Placement("purple_block", sc.RIGHT_BLOCKS),
+                                      Placement("plate", sc.RIGHT_PLATE, sc.NO_YAW)),
+                          pool=("blue_block", "green_block", "orange_block", "cup"))),
+    # Evaluation-only, the square's fourth corner: blue has only ever gone on the plate and only red
+    # (right arm) and green (left arm) on purple. The plate and the green block are always there, so
+    # habit alone picks wrong.
     Task(name="put_blue_on_purple",
          instructions=("put the blue block on the purple block",
                        "stack the blue block on the purple block",

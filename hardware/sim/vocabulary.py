@@ -128,6 +128,7 @@ FRAMES: dict[str, Frame] = {
     "handover_bar": Frame("handover", ("bar", "yellow"), None),
     "stack_green_on_purple": Frame("put", ("block", "green"), ("block", "purple")),
     "put_green_in_cup": Frame("put", ("block", "green"), ("cup", None)),
+    "stack_red_on_purple": Frame("put", ("block", "red"), ("block", "purple")),
     "put_blue_on_purple": Frame("put", ("block", "blue"), ("block", "purple")),
 }
 
