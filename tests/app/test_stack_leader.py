@@ -75,9 +75,10 @@ def stack(request, tmp_path_factory):
     rig["leader"]["port"] = f"lead_l_{tag},lead_r_{tag}"
     rig["leader"]["options"] = {"bustype": "virtual", "simulate_firmware": True, "source": "master"}
     # The simulated controllers are threads of this process: on 2 cores shared with other work they can be
-    # starved for a few hundred ms, which the real arms never are. Tolerances for that, not for the arms:
-    # the dead-man (stale_s) and a lost bus (feedback_timeout_s) keep their own tests.
-    rig["leader"]["follow"]["stale_s"] = 0.3
+    # starved for a few hundred ms (435 ms seen in a full suite), which the real arms never are. Tolerances
+    # for that, not for the arms: the dead-man (stale_s) and a lost bus (feedback_timeout_s) keep their own
+    # tests (tests/hardware/test_leader_follow.py, test_piper_leader.py).
+    rig["leader"]["follow"]["stale_s"] = 1.0
     if follower == "piper":
         rig["arm"]["port"] = f"fol_l_{tag},fol_r_{tag}"
         rig["arm"]["options"] = {**rig["arm"].get("options", {}), "bustype": "virtual", "simulate_firmware": True,
@@ -210,7 +211,7 @@ def test_the_follower_tracks_the_leaders_at_the_control_rate(stack):
         # The follower may already hold for another reason (a late tick at the end of the swing, then the
         # re-sync rule): what matters is that the next ticks name the stale leader and keep holding.
         wait_for(lambda: stack.leader_follow.state == FollowState.HOLDING
-                 and "leader stale" in stack.controller.status().notice, 2.0,
+                 and "leader stale" in stack.controller.status().notice, 4.0,
                  "the stale leader to hold the follower")
         assert stack.arm.holding
     finally:
