@@ -205,6 +205,20 @@ def _stacked_on(top: str, bottom: str) -> Callable[[mujoco.MjModel, mujoco.MjDat
 _stacked = _stacked_on("green_block", "purple_block")
 
 
+def _right_stack_on_purple(colour: str, name: str, instructions: tuple[str, ...], pool: tuple[str, ...],
+                           distractors: tuple[str, ...] = (), extra: tuple[int, int] = (1, 2),
+                           training: bool = True) -> Task:
+    """The right arm stacks a block on the purple one; both lie in its block region, the plate too."""
+    block = f"{colour}_block"
+    return Task(
+        name=name, instructions=instructions, max_steps=100, objects=(block, "purple_block", "plate"),
+        arms=("right",), layout=lambda rng, jitter: _two_blocks_layout(rng, jitter, (block, "purple_block")),
+        check=_stacked_on(block, "purple_block"), training=training,
+        varied=SceneSpec(placements=(Placement(block, sc.RIGHT_BLOCKS), Placement("purple_block", sc.RIGHT_BLOCKS),
+                                     Placement("plate", sc.RIGHT_PLATE, sc.NO_YAW)),
+                         distractors=distractors, pool=pool, extra=extra))
+
+
 # -- put the green block in the cup (left arm) --------------------------------------------------
 CUP_CENTER = (-0.09, 0.38)
 CUP_INNER_RADIUS = 0.039
@@ -263,36 +277,24 @@ TASKS: dict[str, Task] = {t.name: t for t in (
                           pool=("red_block", "blue_block", "purple_block", "orange_block", "plate"))),
     # The right arm stacks too, but only red on purple: with red and blue both placed on the plate, the
     # pairs of (block, destination) the right arm is taught are three corners of a square.
-    Task(name="stack_red_on_purple",
-         instructions=("stack the red block on the purple block",
-                       "put the red cube on top of the purple cube",
-                       "place the red block onto the purple one",
-                       "stack the red cube on the purple cube",
-                       "pick up the red block and put it on the purple block"),
-         max_steps=100, objects=("red_block", "purple_block", "plate"), arms=("right",),
-         layout=lambda rng, jitter: _two_blocks_layout(rng, jitter, ("red_block", "purple_block")),
-         check=_stacked_on("red_block", "purple_block"),
-         varied=SceneSpec(placements=(Placement("red_block", sc.RIGHT_BLOCKS),
-                                      Placement("purple_block", sc.RIGHT_BLOCKS),
-                                      Placement("plate", sc.RIGHT_PLATE, sc.NO_YAW)),
-                          pool=("blue_block", "green_block", "orange_block", "cup"))),
+    _right_stack_on_purple("red", "stack_red_on_purple",
+                           ("stack the red block on the purple block",
+                            "put the red cube on top of the purple cube",
+                            "place the red block onto the purple one",
+                            "stack the red cube on the purple cube",
+                            "pick up the red block and put it on the purple block"),
+                           pool=("blue_block", "green_block", "orange_block", "cup")),
     # Evaluation-only, the square's fourth corner: blue has only ever gone on the plate and only red
     # (right arm) and green (left arm) on purple. The plate and the green block are always there, so
     # habit alone picks wrong.
-    Task(name="put_blue_on_purple",
-         instructions=("put the blue block on the purple block",
-                       "stack the blue block on the purple block",
-                       "place the blue cube on top of the purple cube",
-                       "put the blue cube onto the purple one",
-                       "pick up the blue block and put it on the purple block"),
-         max_steps=100, objects=("blue_block", "purple_block", "plate"), arms=("right",),
-         layout=lambda rng, jitter: _two_blocks_layout(rng, jitter, ("blue_block", "purple_block")),
-         check=_stacked_on("blue_block", "purple_block"), training=False,
-         varied=SceneSpec(placements=(Placement("blue_block", sc.RIGHT_BLOCKS),
-                                      Placement("purple_block", sc.RIGHT_BLOCKS),
-                                      Placement("plate", sc.RIGHT_PLATE, sc.NO_YAW)),
-                          distractors=("green_block",), pool=("red_block", "orange_block", "cup"),
-                          extra=(0, 1))),
+    _right_stack_on_purple("blue", "put_blue_on_purple",
+                           ("put the blue block on the purple block",
+                            "stack the blue block on the purple block",
+                            "place the blue cube on top of the purple cube",
+                            "put the blue cube onto the purple one",
+                            "pick up the blue block and put it on the purple block"),
+                           distractors=("green_block",), pool=("red_block", "orange_block", "cup"), extra=(0, 1),
+                           training=False),
 )}
 TRAINING_TASKS: tuple[str, ...] = tuple(name for name, task in TASKS.items() if task.training)
 EVALUATION_ONLY_TASKS: tuple[str, ...] = tuple(name for name, task in TASKS.items() if not task.training)

@@ -44,16 +44,19 @@ LIFTED_M = 0.05     # an object that rose this far was grasped (a block resting 
 
 class ObjectLift:
     """The highest the task's moved object (Task.objects[0]: the block, the bar) rose above where it
-    lay at its first reading. Why: it tells a missed grasp (never lifted) from a grasp that went
-    wrong later (lifted, not placed), which a success rate cannot. Call it after every world step."""
+    lay when the episode began. Why: it tells a missed grasp (never lifted) from a grasp that went
+    wrong later (lifted, not placed), which a success rate cannot. Make it after env.reset; call it
+    after every world step."""
 
     def __init__(self, env: SimEnv):
-        self.env, self.start, self.rise = env, None, 0.0
+        self.env, self.obj, self.rise = env, env.task.objects[0], 0.0
+        self.start = self._z()
 
-    def __call__(self, *_) -> None:
-        z = float(object_pos(self.env.model, self.env.data, self.env.task.objects[0])[2])
-        self.start = z if self.start is None else self.start
-        self.rise = max(self.rise, z - self.start)
+    def _z(self) -> float:
+        return float(object_pos(self.env.model, self.env.data, self.obj)[2])
+
+    def __call__(self) -> None:
+        self.rise = max(self.rise, self._z() - self.start)
 
 
 def instruction_for(task: str, seed: int, phrasings: list[str] | None = None, episode: int | None = None) -> str:
