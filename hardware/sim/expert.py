@@ -47,10 +47,12 @@ class Phase:
     # demonstrations also show the way back from a miss (policy.episodes.generate --move-prob).
     then: Callable[[SimEnv], int | None] | None = None
     descends_on: str | None = None   # the object this phase lowers the open gripper onto (a grasp)
+    carries_to: str | None = None    # the destination this phase carries the held object above
 
 
 DONE = -1               # Phase.then's answer that ends the script
 MAX_RETRIES = 2         # per episode; after that the script goes on (the episode fails, is discarded)
+ALIGN_TOLERANCE = 0.015  # m: a carry that ends further than this (in x, y) from its destination re-aligns
 
 
 def _at(obj: str, dx: float = 0.0, dy: float = 0.0, z: float | None = None,
@@ -149,18 +151,27 @@ def _pick_and_place(arm: str, obj: str, dest: str, place_gap: float = 0.006) -> 
         yaw.forget()
         return REHOVER            # missed: above the block where it lies now, open, down again
 
-    DOWN, REHOVER = 1, 8
+    def after_carry(env: SimEnv) -> int | None:
+        # Above the destination where it lies NOW? If it moved (or the arm drifted) during the
+        # carry, first get above it again: lowering from the wrong spot drops the block beside it.
+        off = _tool(env, arm)[:2] - object_pos(env.model, env.data, dest)[:2]
+        return REALIGN if np.linalg.norm(off) > ALIGN_TOLERANCE else None
+
+    DOWN, PLACE, REHOVER, REALIGN = 1, 5, 8, 9
+    carry = Pose(_at(dest, z=HOVER_Z + 0.02), yaw, grip=CLOSED)
     return [
         Phase(15, {arm: Pose(_at(obj, z=HOVER_Z), yaw)}),
         Phase(8, {arm: Pose(grasp, yaw)}, descends_on=obj),                     # DOWN
         Phase(5, {arm: Pose(grasp, yaw, grip=CLOSED)}),
         Phase(8, {arm: Pose(_at(obj, z=HOVER_Z + 0.02), yaw, grip=CLOSED)}, then=after_lift),
-        Phase(12, {arm: Pose(_at(dest, z=HOVER_Z + 0.02), yaw, grip=CLOSED)}),
-        Phase(7, {arm: Pose(place, yaw, grip=CLOSED)}),
+        Phase(12, {arm: carry}, then=after_carry, carries_to=dest),
+        Phase(7, {arm: Pose(place, yaw, grip=CLOSED)}),                          # PLACE
         Phase(4, {arm: Pose(place, yaw, grip=OPEN)}),
         Phase(7, {arm: Pose(retreat, yaw, grip=OPEN)}, then=lambda env: DONE),
         # only after a miss: short (the arm is already at hover height), then DOWN again
         Phase(8, {arm: Pose(_at(obj, z=HOVER_Z), yaw, grip=OPEN)}, then=lambda env: DOWN),  # REHOVER
+        # only after a carry that ended off its destination: above it where it lies now, then PLACE
+        Phase(8, {arm: carry}, then=lambda env: PLACE),                          # REALIGN
     ]
 
 
@@ -202,6 +213,7 @@ SCRIPTS: dict[str, Callable[[], list[Phase]]] = {
     "stack_green_on_purple": lambda: _pick_and_place("left", "green_block", "purple_block"),
     "put_green_in_cup": lambda: _pick_and_place("left", "green_block", "cup", place_gap=0.012),
     "stack_red_on_purple": lambda: _pick_and_place("right", "red_block", "purple_block"),
+    "stack_orange_on_purple": lambda: _pick_and_place("right", "orange_block", "purple_block"),
     "put_blue_on_purple": lambda: _pick_and_place("right", "blue_block", "purple_block"),
 }
 
@@ -226,7 +238,7 @@ class Expert:
         self.pose = {s: (self.ik[s].forward(self.q[s])[0], DOWN_X) for s in SIDES}
         self.phase_index = -1
         self.tick_in_phase = 0
-        self.retries = 0                # grasps tried again this episode (Phase.then)
+        self.retries = 0                # times this episode went back (a grasp tried again, a place re-aligned)
         self._start: dict[str, tuple[np.ndarray, float, float]] = {}
         self._goal: dict[str, tuple[np.ndarray, float, float]] = {}
 
@@ -234,6 +246,11 @@ class Expert:
     def descending_on(self) -> str | None:
         """The object the gripper is being lowered onto now (its position already taken), or None."""
         return None if self.done or self.phase_index < 0 else self.phases[self.phase_index].descends_on
+
+    @property
+    def carrying_to(self) -> str | None:
+        """The destination the held object is being carried above now (its position already taken), or None."""
+        return None if self.done or self.phase_index < 0 else self.phases[self.phase_index].carries_to
 
     @property
     def done(self) -> bool:

@@ -275,8 +275,8 @@ TASKS: dict[str, Task] = {t.name: t for t in (
          varied=SceneSpec(placements=(Placement("green_block", sc.LEFT_BLOCKS),
                                       Placement("cup", sc.LEFT_CUP, sc.NO_YAW)),
                           pool=("red_block", "blue_block", "purple_block", "orange_block", "plate"))),
-    # The right arm stacks too, but only red on purple: with red and blue both placed on the plate, the
-    # pairs of (block, destination) the right arm is taught are three corners of a square.
+    # The right arm stacks too, red and orange on purple: with red and blue both placed on the plate,
+    # the (block, destination) pairs the right arm is taught fill a 3 x 2 grid but for one cell.
     _right_stack_on_purple("red", "stack_red_on_purple",
                            ("stack the red block on the purple block",
                             "put the red cube on top of the purple cube",
@@ -284,7 +284,16 @@ TASKS: dict[str, Task] = {t.name: t for t in (
                             "stack the red cube on the purple cube",
                             "pick up the red block and put it on the purple block"),
                            pool=("blue_block", "green_block", "orange_block", "cup")),
-    # Evaluation-only, the square's fourth corner: blue has only ever gone on the plate and only red
+    # Orange on purple, with red always on the table: a purple destination no longer means "red",
+    # so the right arm must read the colour word of a stack as it already does for the plate.
+    _right_stack_on_purple("orange", "stack_orange_on_purple",
+                           ("stack the orange block on the purple block",
+                            "put the orange cube on top of the purple cube",
+                            "place the orange block onto the purple one",
+                            "stack the orange cube on the purple cube",
+                            "pick up the orange block and put it on the purple block"),
+                           distractors=("red_block",), pool=("blue_block", "green_block", "cup"), extra=(0, 1)),
+    # Evaluation-only, the grid's empty cell: blue has only ever gone on the plate and only red, orange
     # (right arm) and green (left arm) on purple. The plate and the green block are always there, so
     # habit alone picks wrong.
     _right_stack_on_purple("blue", "put_blue_on_purple",

@@ -31,6 +31,7 @@ COLOURS = {
     "blue": Words(("blue",), ("cobalt",)),
     "green": Words(("green",), ("emerald",)),
     "purple": Words(("purple", "violet"), ("lilac",)),
+    "orange": Words(("orange",), ("tangerine",)),
     "yellow": Words(("yellow",), ("golden",)),
     "white": Words(("white",), ("ivory",)),
 }
@@ -129,6 +130,7 @@ FRAMES: dict[str, Frame] = {
     "stack_green_on_purple": Frame("put", ("block", "green"), ("block", "purple")),
     "put_green_in_cup": Frame("put", ("block", "green"), ("cup", None)),
     "stack_red_on_purple": Frame("put", ("block", "red"), ("block", "purple")),
+    "stack_orange_on_purple": Frame("put", ("block", "orange"), ("block", "purple")),
     "put_blue_on_purple": Frame("put", ("block", "blue"), ("block", "purple")),
 }
 

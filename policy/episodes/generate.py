@@ -20,9 +20,14 @@ seed), while the dataset RECORDS the expert's clean action beside the state the 
 policy then sees states off the expert's path labelled with the way back (DART, Laskey et al.
 2017; ACT's scripted sim data injects noise the same way). Grippers are never perturbed.
 Retries (--move-prob P): in that share of episodes the block is moved 3-5 cm while the gripper
-descends onto it (BlockMover); the grasp closes on nothing, the expert finds its lift empty and
+descends onto it (ObjectMover.block); the grasp closes on nothing, the expert finds its lift empty and
 goes back for the block where it lies (hardware/sim/expert.py, Phase.then), so the dataset shows
 what to do after a missed grasp, which no clean demonstration does. Metadata: "move_block".
+Re-aligned places (--move-dest-prob P): in that share of episodes the destination (plate, cup, bottom
+block) is moved 3-5 cm while the block is carried above it; the carry ends beside it and the expert
+gets above it again before lowering, so the dataset shows what to do when the held block is not
+over its destination (the policy's commonest failure: a block set down beside the cup).
+Metadata: "move_destination". Both movers are ObjectMover.
 "--tasks all" means the training tasks (hardware.sim.tasks.TRAINING_TASKS): evaluation-only
 tasks are never demonstrated.
 """
@@ -64,6 +69,7 @@ class GenerateConfig:
     scenes: str = "varied"            # hardware.sim.tasks.SCENES
     action_noise: float = 0.0         # std (rad) of the drifting offset added to executed arm joints
     move_prob: float = 0.0            # share of episodes whose block is moved under the descending gripper
+    move_dest_prob: float = 0.0       # share of episodes whose destination is moved under the carried block
 
 
 @dataclass
@@ -102,55 +108,77 @@ class ActionNoise:
         return out
 
 
-class BlockMover:
-    """Moves the block the gripper is being lowered onto, 3-5 cm in a free direction, three ticks
-    into the descent (the expert has taken the block's position; the fingers are still above it).
-    The grasp then closes on nothing and the expert, finding its lift empty, goes back for the
-    block where it now lies: a demonstration of recovering from a missed grasp in which every
-    recorded action is still the expert's own (nothing it did was wrong; the world changed)."""
+class ObjectMover:
+    """Moves one object 3-5 cm in a free direction at a set tick of the phase that watches it,
+    once per episode, in a seeded share of episodes. The expert has already taken the object's
+    position for that phase, so it ends the phase in the wrong place and must notice and go
+    again: a demonstration of recovering in which every recorded action is still the expert's
+    own (nothing it did was wrong; the world changed).
+      ObjectMover.block (--move-prob): the block the open gripper is lowered onto, three ticks
+        into the descent; the grasp closes on nothing, the lift comes up empty, the expert goes
+        back for the block where it now lies.
+      ObjectMover.destination (--move-dest-prob): the plate, cup or block the held block is carried
+        above, four ticks into the carry; the carry ends beside it, the expert re-aligns above it
+        before lowering (hardware/sim/expert.py, ALIGN_TOLERANCE)."""
 
-    def __init__(self, prob: float, seed: int):
-        self.rng = np.random.default_rng([seed, 0xB10C])     # its own stream: layouts keep theirs
+    def __init__(self, prob: float, seed: int, watch: str, tick: int, salt: int):
+        self.rng = np.random.default_rng([seed, salt])       # its own stream: layouts keep theirs
         self.planned = bool(self.rng.random() < prob)
+        self.watch, self.tick = watch, tick
         self.moved = False
 
     def __call__(self, env, expert) -> None:
-        obj = expert.descending_on
-        if not self.planned or self.moved or obj is None or expert.tick_in_phase != 3:
+        obj = getattr(expert, self.watch)
+        if not self.planned or self.moved or obj is None or expert.tick_in_phase != self.tick:
             return
-        from hardware.sim.tasks import object_pos      # the sim loads only where episodes are made
+        from hardware.sim.scenes import FOOTPRINT      # the sim loads only where episodes are made
+        from hardware.sim.tasks import object_pos
         here = object_pos(env.model, env.data, obj)[:2]
-        others = [object_pos(env.model, env.data, o)[:2] for o in env.task.objects if o != obj]
+        others = [(object_pos(env.model, env.data, o)[:2], FOOTPRINT.get(o, 0.03))
+                  for o in env.task.objects if o != obj and object_pos(env.model, env.data, o)[2] < 0.05]  # not held
         for _ in range(8):              # a direction that does not land on another object
             angle, dist = self.rng.uniform(0, 2 * np.pi), self.rng.uniform(0.03, 0.05)
             shift = dist * np.array([np.cos(angle), np.sin(angle)])
-            if all(np.linalg.norm(here + shift - o) > 0.06 for o in others):
+            if all(np.linalg.norm(here + shift - o) > max(0.06, r + FOOTPRINT.get(obj, 0.03) + 0.01)
+                   for o, r in others):
                 env.push_object(obj, float(shift[0]), float(shift[1]))
                 self.moved = True
                 return
 
 
+    @classmethod
+    def block(cls, prob: float, seed: int) -> ObjectMover:
+        return cls(prob, seed, watch="descending_on", tick=3, salt=0xB10C)
+
+    @classmethod
+    def destination(cls, prob: float, seed: int) -> ObjectMover:
+        return cls(prob, seed, watch="carrying_to", tick=4, salt=0xDE57)
+
+
 def record_one(env, make_expert, writer: DatasetWriter, task: str, seed: int, fps: int,
-               action_noise: float = 0.0, move_prob: float = 0.0) -> bool:
+               action_noise: float = 0.0, move_prob: float = 0.0, move_dest_prob: float = 0.0) -> bool:
     """Run the expert on (task, seed), recording every tick; keep the episode only on success.
     With action_noise > 0 the executed action drifts off the expert's (ActionNoise); with
-    move_prob > 0 that share of episodes has its block moved under the descending gripper
-    (BlockMover). The recorded action is always the expert's own."""
+    move_prob > 0 that share of episodes has its block moved under the descending gripper, with
+    move_dest_prob > 0 its destination moved under the carried block (ObjectMover). The recorded
+    action is always the expert's own."""
     env.reset(task=task, seed=seed)
     expert = make_expert(env)
     noise = ActionNoise(action_noise, seed) if action_noise > 0 else None
-    mover = BlockMover(move_prob, seed)
+    movers = (ObjectMover.block(move_prob, seed), ObjectMover.destination(move_dest_prob, seed))
     metadata = {"task": task, "seed": seed, "source": "scripted_expert", "scenes": env.config.scenes}
     if noise is not None:
         metadata["action_noise"] = action_noise
-    if mover.planned:
-        metadata["move_block"] = True       # armed: the block is moved once the gripper descends
+    for mover, key in zip(movers, ("move_block", "move_destination")):
+        if mover.planned:
+            metadata[key] = True            # armed: moved once the gripper descends / carries
     writer.start_episode(instruction_for(env.task.instructions, seed), metadata=metadata)
     success_step = None
     for step in range(env.task.max_steps):
         images, state = env.render(), env.state()
         action = expert.act()
-        mover(env, expert)
+        for mover in movers:
+            mover(env, expert)
         writer.add_frame(images, state, action, timestamp=step / fps)
         env.step(action if noise is None else noise(action))
         if success_step is None and env.success():
@@ -195,7 +223,7 @@ def generate(cfg: GenerateConfig, progress: bool = True) -> dict[str, TaskReport
                             raise ValueError(f"seed {seed} would reach the evaluation seeds (>= {TRAIN_SEED_LIMIT});"
                                              f" use a smaller --seed-offset")
                         if record_one(env, make_expert, writer, task, seed, spec.fps, cfg.action_noise,
-                                      cfg.move_prob):
+                                      cfg.move_prob, cfg.move_dest_prob):
                             rep.recorded += 1
                             bar.advance(row)
                             bar.advance(overall)
@@ -240,6 +268,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="share of episodes in which the block is moved 3-5 cm under the descending gripper, "
                         "so the expert's grasp misses and it goes back for it (demonstrations of retrying). "
                         "0: none")
+    p.add_argument("--move-dest-prob", type=float, default=0.0,
+                   help="share of episodes in which the destination is moved 3-5 cm under the carried block, "
+                        "so the expert re-aligns above it before lowering (demonstrations of correcting a "
+                        "place). 0: none")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
     from hardware.sim.tasks import SCENES, TASKS
@@ -252,8 +284,9 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 <= a.action_noise <= 0.2:
         p.error(f"--action-noise {a.action_noise} is outside [0, 0.2] rad: 0.01-0.05 leaves the expert's path "
                 "by about 0.5-2.5 cm at the gripper")
-    if not 0 <= a.move_prob <= 1:
-        p.error(f"--move-prob {a.move_prob} is a share of episodes: give a number in [0, 1]")
+    for flag, value in (("--move-prob", a.move_prob), ("--move-dest-prob", a.move_dest_prob)):
+        if not 0 <= value <= 1:
+            p.error(f"{flag} {value} is a share of episodes: give a number in [0, 1]")
     if a.episodes_per_task < 1:
         p.error("--episodes-per-task must be at least 1")
     if not 0 <= a.seed_offset < TRAIN_SEED_LIMIT:
@@ -262,7 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     reports = generate(GenerateConfig(out=a.out, tasks=tasks, episodes_per_task=a.episodes_per_task,
                                       seed_offset=a.seed_offset, width=a.width, height=a.height,
-                                      scenes=a.scenes, action_noise=a.action_noise, move_prob=a.move_prob),
+                                      scenes=a.scenes, action_noise=a.action_noise, move_prob=a.move_prob,
+                                      move_dest_prob=a.move_dest_prob),
                        progress=not a.no_progress)
     short = False
     for task, r in reports.items():

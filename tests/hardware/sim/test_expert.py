@@ -4,7 +4,7 @@ import pytest
 
 from hardware.sim.env import ALOHA_SPEC, SimConfig, SimEnv
 from hardware.sim.expert import make_expert, run_expert_episode
-from hardware.sim.tasks import TASKS
+from hardware.sim.tasks import TASKS, object_pos
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +84,26 @@ def test_expert_notices_a_missed_grasp_and_tries_again(varied_env, task):
                 break
         assert expert.retries == int(miss), (task, miss, expert.retries)
         assert varied_env.success(), f"{task} (miss={miss}) failed after {step} ticks"
+
+
+@pytest.mark.parametrize("task,dest", [("put_green_in_cup", "cup"), ("stack_red_on_purple", "purple_block")])
+def test_expert_re_aligns_above_a_destination_that_moved_during_the_carry(varied_env, task, dest):
+    """The destination is pushed 4 cm while the block is carried above it: the carry ends beside
+    it, the expert gets above it again before lowering (one re-align, no second grasp) and still
+    finishes; the place lands on the destination where it now lies. Without the push it goes
+    straight down."""
+    for push in (False, True):
+        varied_env.reset(task=task, seed=7)
+        expert = make_expert(varied_env)
+        pushed_at = None
+        for step in range(1, TASKS[task].max_steps + 1):
+            varied_env.step(expert.act())
+            if push and pushed_at is None and expert.carrying_to == dest and expert.tick_in_phase == 4:
+                varied_env.push_object(dest, 0.0, 0.04 if object_pos(varied_env.model, varied_env.data, dest)[1] < 0.4
+                                       else -0.04)
+                pushed_at = step
+            if expert.done:
+                break
+        assert (pushed_at is not None) == push
+        assert expert.retries == int(push), (task, push, expert.retries)
+        assert varied_env.success(), f"{task} (push={push}) failed after {step} ticks"

@@ -105,3 +105,30 @@ def test_moved_block_demonstrations_show_the_expert_trying_again(tmp_path, capsy
     assert closings(c.action[:, 13]) == 1 and closings(m.action[:, 13]) == 2
     with pytest.raises(SystemExit):
         main(["--out", str(tmp_path / "bad"), "--move-prob", "1.5"] + args)
+
+
+def test_moved_destination_demonstrations_show_the_expert_re_aligning(tmp_path, capsys):
+    """--move-dest-prob 1: the plate is moved while the block is carried above it; the expert gets
+    above it again before lowering (one grasp, a longer episode that still succeeds), and the
+    metadata says so. The recorded plan up to the carry is the clean one's; a share outside
+    [0, 1] is refused."""
+    import pytest
+    args = ["--tasks", "put_red_on_plate", "--width", "64", "--height", "48", "--no-progress",
+            "--episodes-per-task", "1"]
+    assert main(["--out", str(tmp_path / "moved"), "--move-dest-prob", "1"] + args) == 0
+    moved = DatasetReader(tmp_path / "moved")
+    seed = moved.episodes[0].metadata["seed"]
+    assert main(["--out", str(tmp_path / "clean"), "--seed-offset", str(seed)] + args) == 0
+    clean = DatasetReader(tmp_path / "clean")
+    assert moved.episodes[0].metadata["move_destination"] is True
+    assert "move_destination" not in clean.episodes[0].metadata and "move_block" not in moved.episodes[0].metadata
+    c, m = clean.episode_table(0), moved.episode_table(0)
+    assert np.allclose(c.action[:36], m.action[:36], atol=1e-5)     # hover, down, grip, lift: untouched
+    assert moved.episodes[0].length >= clean.episodes[0].length + 6, (moved.episodes[0].length, clean.episodes[0].length)
+
+    def closings(grip):
+        shut = grip < 0.5
+        return int(np.sum(shut[1:] & ~shut[:-1]))
+    assert closings(c.action[:, 13]) == closings(m.action[:, 13]) == 1     # re-aligned, not re-grasped
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path / "bad"), "--move-dest-prob", "-0.1"] + args)
