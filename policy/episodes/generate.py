@@ -121,10 +121,10 @@ class ObjectMover:
         above, four ticks into the carry; the carry ends beside it, the expert re-aligns above it
         before lowering (hardware/sim/expert.py, ALIGN_TOLERANCE)."""
 
-    def __init__(self, prob: float, seed: int, watch: str, tick: int, salt: int):
+    def __init__(self, prob: float, seed: int, watch: str, tick: int, salt: int, metadata_key: str):
         self.rng = np.random.default_rng([seed, salt])       # its own stream: layouts keep theirs
         self.planned = bool(self.rng.random() < prob)
-        self.watch, self.tick = watch, tick
+        self.watch, self.tick, self.metadata_key = watch, tick, metadata_key
         self.moved = False
 
     def __call__(self, env, expert) -> None:
@@ -134,8 +134,8 @@ class ObjectMover:
         from hardware.sim.scenes import FOOTPRINT      # the sim loads only where episodes are made
         from hardware.sim.tasks import object_pos
         here = object_pos(env.model, env.data, obj)[:2]
-        others = [(object_pos(env.model, env.data, o)[:2], FOOTPRINT.get(o, 0.03))
-                  for o in env.task.objects if o != obj and object_pos(env.model, env.data, o)[2] < 0.05]  # not held
+        others = [(object_pos(env.model, env.data, o)[:2], FOOTPRINT.get(o, 0.03)) for o in env.task.objects
+                  if o != obj and object_pos(env.model, env.data, o)[2] < 0.05]     # on the table, not held
         for _ in range(8):              # a direction that does not land on another object
             angle, dist = self.rng.uniform(0, 2 * np.pi), self.rng.uniform(0.03, 0.05)
             shift = dist * np.array([np.cos(angle), np.sin(angle)])
@@ -145,14 +145,13 @@ class ObjectMover:
                 self.moved = True
                 return
 
-
     @classmethod
     def block(cls, prob: float, seed: int) -> ObjectMover:
-        return cls(prob, seed, watch="descending_on", tick=3, salt=0xB10C)
+        return cls(prob, seed, watch="descending_on", tick=3, salt=0xB10C, metadata_key="move_block")
 
     @classmethod
     def destination(cls, prob: float, seed: int) -> ObjectMover:
-        return cls(prob, seed, watch="carrying_to", tick=4, salt=0xDE57)
+        return cls(prob, seed, watch="carrying_to", tick=4, salt=0xDE57, metadata_key="move_destination")
 
 
 def record_one(env, make_expert, writer: DatasetWriter, task: str, seed: int, fps: int,
@@ -169,9 +168,9 @@ def record_one(env, make_expert, writer: DatasetWriter, task: str, seed: int, fp
     metadata = {"task": task, "seed": seed, "source": "scripted_expert", "scenes": env.config.scenes}
     if noise is not None:
         metadata["action_noise"] = action_noise
-    for mover, key in zip(movers, ("move_block", "move_destination")):
+    for mover in movers:
         if mover.planned:
-            metadata[key] = True            # armed: moved once the gripper descends / carries
+            metadata[mover.metadata_key] = True     # armed: moved once the gripper descends / carries
     writer.start_episode(instruction_for(env.task.instructions, seed), metadata=metadata)
     success_step = None
     for step in range(env.task.max_steps):
