@@ -17,6 +17,15 @@ above the named block). It reports:
 Why: closed-loop success mixes grasping, timing and grounding; this isolates grounding, on
 training seeds (0..: does it fit?) or held-out ones (1,000,000..: does it generalise?), with the
 runner the server uses, no server or clock in between. One JSON line at the end.
+
+    python -m policy.evaluation.grounding_probe --checkpoint DIR --task put_blue_on_purple [--instruction TEXT]
+
+--task: where does the first chunk head in that task's own scenes? For every block on the table the
+expert's pick of THAT block gives a target (its joints at the chunk's last action); each draw counts
+for the nearest target, or "stays" if it moved less than 40% as far as the targets are from the
+start. Reports heads_for {block or "stays": share of draws} and named (the share for the task's own
+block, whatever --instruction says): a composed instruction whose draws split between the named block and its
+destination block is misread in its roles, not in its colours.
 """
 from __future__ import annotations
 
@@ -30,6 +39,7 @@ os.environ.setdefault("MUJOCO_GL", "osmesa")
 
 import numpy as np  # noqa: E402
 
+from hardware.aloha import ARM_DOF, SIDES  # noqa: E402
 from hardware.aloha import RIGHT_ARM_JOINTS as RIGHT_ARM  # noqa: E402  (the place tasks' arm)
 from hardware.sim.tasks import EVAL_SEED_BASE, SCENES, TASKS  # noqa: E402
 from policy.evaluation.evaluate import VARIANTS  # noqa: E402
@@ -78,6 +88,66 @@ def probe(runner, scenes: str, first_seed: int, seeds: int = 8, samples: int = 4
                            float(d[:, 1].mean()), float(d[:, 0].mean()), float(d[:, 2].mean()))
 
 
+@dataclass
+class AimReport:
+    task: str
+    instruction: str
+    seeds: int
+    samples: int
+    named: float                   # share of draws heading for the task's own block (its Frame's object)
+    heads_for: dict[str, float]    # block (or "stays") -> share of draws
+    error_nearer: float            # mean distance (rad, 6 joints) of a draw to its nearest target
+
+
+STAYS_BELOW = 0.4   # a draw that moved less than this share of the way to the targets "stays"
+
+
+def aim(runner, task: str, scenes: str, first_seed: int, seeds: int = 8, samples: int = 4,
+        instruction: str | None = None) -> AimReport:
+    from hardware.sim.env import SimConfig, SimEnv
+    from hardware.sim.expert import _pick_and_place, make_expert
+    from hardware.sim.scenes import FOOTPRINT
+    from hardware.sim.tasks import object_pos
+    from hardware.sim.vocabulary import FRAMES
+    from policy.wire.types import Observation
+
+    frame = FRAMES.get(task)
+    if frame is None or frame.kind != "put" or frame.obj[0] != "block" or len(TASKS[task].arms) != 1:
+        raise ValueError(f"--task {task}: the aim probe needs a one-arm pick-and-place of a block; "
+                         f"choose one of {[t for t, f in FRAMES.items() if f.kind == 'put' and f.obj[0] == 'block']}")
+    named = f"{frame.obj[1]}_block"
+    arm = TASKS[task].arms[0]
+    joints = slice(SIDES.index(arm) * (ARM_DOF + 1), SIDES.index(arm) * (ARM_DOF + 1) + ARM_DOF)
+    instruction = instruction or TASKS[task].instruction
+    counts: dict[str, int] = {}
+    errors = []
+    with SimEnv(SimConfig(task=task, scenes=scenes)) as env:
+        for seed in range(first_seed, first_seed + seeds):
+            env.reset(task=task, seed=seed)
+            images, state = env.render(), env.state()
+            blocks = [b for b in FOOTPRINT if b.endswith("_block")
+                      and object_pos(env.model, env.data, b)[2] > -0.05]      # on the table, not parked
+            targets = {}
+            for block in blocks:       # the expert's first chunk if it picked this block
+                env.reset(task=task, seed=seed)
+                script = make_expert(env)
+                script.phases = _pick_and_place(arm, block, "plate")
+                targets[block] = np.stack([script.act() for _ in range(runner.model.cfg.horizon)])[-1, joints]
+            start = state[joints]
+            reach = np.mean([np.abs(t - start).sum() for t in targets.values()])
+            obs = Observation(images=images, state=state, instruction=instruction)
+            for _ in range(samples):
+                draw = runner.infer(obs).actions[-1, joints]
+                distance = {b: np.abs(draw - t).sum() for b, t in targets.items()}
+                nearest = min(distance, key=distance.get)
+                key = nearest if np.abs(draw - start).sum() >= STAYS_BELOW * reach else "stays"
+                counts[key] = counts.get(key, 0) + 1
+                errors.append(distance[nearest])
+    total = seeds * samples
+    heads_for = {k: v / total for k, v in sorted(counts.items(), key=lambda kv: -kv[1])}
+    return AimReport(task, instruction, seeds, samples, heads_for.get(named, 0.0), heads_for, float(np.mean(errors)))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True)
@@ -89,11 +159,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variant", default="rt", choices=VARIANTS, help="the sampler's [T_v, T_a], as "
                    "policy.evaluate names them (video_free: does the imagined future help or hurt the choice?)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--task", help="where the first chunk heads in this pick-and-place task's scenes (see above)")
+    p.add_argument("--instruction", help="with --task: the instruction to give (default: the task's own)")
     a = p.parse_args(argv)
     import torch
 
     from policy.serving.wam_runner import load_runner
     torch.set_num_threads(a.threads)
+    if a.task:
+        if a.task not in TASKS:
+            p.error(f"unknown --task {a.task}; choose one of {', '.join(TASKS)}")
+        try:
+            found = aim(load_runner(a.checkpoint, steps=VARIANTS[a.variant]), a.task, a.scenes, a.first_seed,
+                        a.seeds, a.samples, a.instruction)
+        except ValueError as e:
+            p.error(str(e))
+        shares = ", ".join(f"{k} {v:.0%}" for k, v in found.heads_for.items())
+        print(f"{a.checkpoint} ({a.scenes}, {a.variant}, seeds {a.first_seed}..{a.first_seed + a.seeds - 1}), "
+              f"{found.instruction!r}: the first chunk heads for {shares}")
+        print(json.dumps(asdict(found)))
+        return 0
     report = probe(load_runner(a.checkpoint, steps=VARIANTS[a.variant]), a.scenes, a.first_seed, a.seeds, a.samples)
     print(f"{a.checkpoint} ({a.scenes}, {a.variant}, seeds {a.first_seed}..{a.first_seed + a.seeds - 1}): the instruction "
           f"moves the arm {report.ratio:.0%} as far as it moves the expert; {report.wrong_block:.0%} of draws "
