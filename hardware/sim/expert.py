@@ -129,7 +129,7 @@ def _across(bar: str) -> Callable[[SimEnv], float]:
     return lambda env: _bar_yaw(env, bar) + np.pi / 2
 
 
-def _pick_and_place(arm: str, obj: str, dest: str, place_gap: float = 0.006) -> list[Phase]:
+def pick_and_place(arm: str, obj: str, dest: str, place_gap: float = 0.006) -> list[Phase]:
     """Top-down pick of `obj` at its yaw, put it down on top of `dest` (or drop it from just
     above an open container's rim), release, retreat."""
     grasp = _at(obj, dz_from_top=-GRASP_BELOW_TOP)
@@ -207,14 +207,14 @@ def _handover() -> list[Phase]:
 
 
 SCRIPTS: dict[str, Callable[[], list[Phase]]] = {
-    "put_red_on_plate": lambda: _pick_and_place("right", "red_block", "plate"),
-    "put_blue_on_plate": lambda: _pick_and_place("right", "blue_block", "plate"),
+    "put_red_on_plate": lambda: pick_and_place("right", "red_block", "plate"),
+    "put_blue_on_plate": lambda: pick_and_place("right", "blue_block", "plate"),
     "handover_bar": _handover,
-    "stack_green_on_purple": lambda: _pick_and_place("left", "green_block", "purple_block"),
-    "put_green_in_cup": lambda: _pick_and_place("left", "green_block", "cup", place_gap=0.012),
-    "stack_red_on_purple": lambda: _pick_and_place("right", "red_block", "purple_block"),
-    "stack_orange_on_purple": lambda: _pick_and_place("right", "orange_block", "purple_block"),
-    "put_blue_on_purple": lambda: _pick_and_place("right", "blue_block", "purple_block"),
+    "stack_green_on_purple": lambda: pick_and_place("left", "green_block", "purple_block"),
+    "put_green_in_cup": lambda: pick_and_place("left", "green_block", "cup", place_gap=0.012),
+    "stack_red_on_purple": lambda: pick_and_place("right", "red_block", "purple_block"),
+    "stack_orange_on_purple": lambda: pick_and_place("right", "orange_block", "purple_block"),
+    "put_blue_on_purple": lambda: pick_and_place("right", "blue_block", "purple_block"),
 }
 
 

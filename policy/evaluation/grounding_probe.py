@@ -105,7 +105,7 @@ STAYS_BELOW = 0.4   # a draw that moved less than this share of the way to the t
 def aim(runner, task: str, scenes: str, first_seed: int, seeds: int = 8, samples: int = 4,
         instruction: str | None = None) -> AimReport:
     from hardware.sim.env import SimConfig, SimEnv
-    from hardware.sim.expert import _pick_and_place, make_expert
+    from hardware.sim.expert import pick_and_place, make_expert
     from hardware.sim.scenes import FOOTPRINT
     from hardware.sim.tasks import object_pos
     from hardware.sim.vocabulary import FRAMES
@@ -131,7 +131,7 @@ def aim(runner, task: str, scenes: str, first_seed: int, seeds: int = 8, samples
             for block in blocks:       # the expert's first chunk if it picked this block
                 env.reset(task=task, seed=seed)
                 script = make_expert(env)
-                script.phases = _pick_and_place(arm, block, "plate")
+                script.phases = pick_and_place(arm, block, "plate")
                 targets[block] = np.stack([script.act() for _ in range(runner.model.cfg.horizon)])[-1, joints]
             start = state[joints]
             reach = np.mean([np.abs(t - start).sum() for t in targets.values()])
