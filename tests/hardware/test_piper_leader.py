@@ -215,7 +215,10 @@ def test_piper_follower_tracks_the_leader(leaders, piper_follower):
     leader, (left, right) = leaders
     safe, _ = piper_follower
     leader.connect()
-    follow = LeaderFollower(leader, safe)
+    # stale_s 1.0 s, not the default: a CAN thread starved for a few hundred ms in a full suite made a
+    # reading stale, the dead-man held, and the re-sync rule (hold until aligned) then held the rest of
+    # the wave. The dead-man has its own test below; this one is about tracking.
+    follow = LeaderFollower(leader, safe, LeaderFollowConfig(stale_s=1.0))
     follow.start()
     left.play(wave())
     right.play(wave(phase=1.0))
@@ -224,7 +227,7 @@ def test_piper_follower_tracks_the_leader(leaders, piper_follower):
     # Every tick follows, except that a starved CAN thread (seen in long pytest runs on 2 busy cores) may
     # make a reading stale for a tick or two: then the dead-man holds, which is right; more is a failure.
     following = [r.commanded and r.state == FollowState.FOLLOWING for r in run.results]
-    assert sum(following) >= 0.9 * len(following), [r.state for r in run.results]
+    assert sum(following) >= 0.9 * len(following), [(r.state.value, r.message) for r in run.results]
     assert all(ok or r.state == FollowState.HOLDING for ok, r in zip(following, run.results))
     assert run.rate_hz >= MIN_RATE_HZ
     assert run.tracking.max() < MAX_ERROR_RAD and run.tracking.mean() < MEAN_ERROR_RAD
