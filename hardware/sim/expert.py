@@ -225,11 +225,12 @@ def _smooth(s: float) -> float:
 class Expert:
     """Produces the next 14-d joint target each call of act(); call once per env.step()."""
 
-    def __init__(self, env: SimEnv):
-        if env.task.name not in SCRIPTS:
+    def __init__(self, env: SimEnv, phases: list[Phase] | None = None):
+        """phases: a script of your own (e.g. pick_and_place of another block); default: the task's."""
+        if phases is None and env.task.name not in SCRIPTS:
             raise ValueError(f"no scripted expert for task '{env.task.name}'; have: {', '.join(SCRIPTS)}")
         self.env = env
-        self.phases = SCRIPTS[env.task.name]()
+        self.phases = SCRIPTS[env.task.name]() if phases is None else phases
         self.ik = {s: ArmIK(env.model, s) for s in SIDES}
         target = env.target.astype(np.float64)
         self.q = {s: target[7 * i:7 * i + 6].copy() for i, s in enumerate(SIDES)}

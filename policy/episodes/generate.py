@@ -134,12 +134,12 @@ class ObjectMover:
         from hardware.sim.scenes import FOOTPRINT      # the sim loads only where episodes are made
         from hardware.sim.tasks import object_pos
         here = object_pos(env.model, env.data, obj)[:2]
-        others = [(object_pos(env.model, env.data, o)[:2], FOOTPRINT.get(o, 0.03)) for o in env.task.objects
+        others = [(object_pos(env.model, env.data, o)[:2], FOOTPRINT[o]) for o in env.task.objects
                   if o != obj and object_pos(env.model, env.data, o)[2] < 0.05]     # on the table, not held
         for _ in range(8):              # a direction that does not land on another object
             angle, dist = self.rng.uniform(0, 2 * np.pi), self.rng.uniform(0.03, 0.05)
             shift = dist * np.array([np.cos(angle), np.sin(angle)])
-            if all(np.linalg.norm(here + shift - o) > max(0.06, r + FOOTPRINT.get(obj, 0.03) + 0.01)
+            if all(np.linalg.norm(here + shift - o) > max(0.06, r + FOOTPRINT[obj] + 0.01)
                    for o, r in others):
                 env.push_object(obj, float(shift[0]), float(shift[1]))
                 self.moved = True

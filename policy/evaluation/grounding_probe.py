@@ -72,8 +72,7 @@ def probe(runner, scenes: str, first_seed: int, seeds: int = 8, samples: int = 4
                 task = TASKS[f"put_{colour}_on_plate"]
                 env.reset(task=task.name, seed=seed)
                 images, state = env.render(), env.state()
-                script = make_expert(env)
-                expert[colour] = np.stack([script.act() for _ in range(runner.model.cfg.horizon)])[-1, RIGHT_ARM]
+                expert[colour] = _chunk_end(make_expert(env), runner.model.cfg.horizon, RIGHT_ARM)
                 obs = Observation(images=images, state=state, instruction=task.instruction)
                 policy[colour] = np.stack([runner.infer(obs).actions[-1, RIGHT_ARM] for _ in range(samples)])
             gaps.append(np.abs(expert["red"] - expert["blue"]).sum())
@@ -86,6 +85,11 @@ def probe(runner, scenes: str, first_seed: int, seeds: int = 8, samples: int = 4
     expert_gap, policy_gap = float(np.mean(gaps)), float(np.mean(policy_gaps))
     return GroundingReport(seeds, samples, expert_gap, policy_gap, policy_gap / max(expert_gap, 1e-9),
                            float(d[:, 1].mean()), float(d[:, 0].mean()), float(d[:, 2].mean()))
+
+
+def _chunk_end(script, horizon: int, joints: slice) -> np.ndarray:
+    """The scripted expert's joints at the last action of its first chunk."""
+    return np.stack([script.act() for _ in range(horizon)])[-1, joints]
 
 
 @dataclass
@@ -105,17 +109,15 @@ STAYS_BELOW = 0.4   # a draw that moved less than this share of the way to the t
 def aim(runner, task: str, scenes: str, first_seed: int, seeds: int = 8, samples: int = 4,
         instruction: str | None = None) -> AimReport:
     from hardware.sim.env import SimConfig, SimEnv
-    from hardware.sim.expert import pick_and_place, make_expert
-    from hardware.sim.scenes import FOOTPRINT
-    from hardware.sim.tasks import object_pos
+    from hardware.sim.expert import Expert, pick_and_place
     from hardware.sim.vocabulary import FRAMES
     from policy.wire.types import Observation
 
-    frame = FRAMES.get(task)
-    if frame is None or frame.kind != "put" or frame.obj[0] != "block" or len(TASKS[task].arms) != 1:
+    aimable = [t for t, f in FRAMES.items() if f.kind == "put" and f.obj[0] == "block" and len(TASKS[t].arms) == 1]
+    if task not in aimable:
         raise ValueError(f"--task {task}: the aim probe needs a one-arm pick-and-place of a block; "
-                         f"choose one of {[t for t, f in FRAMES.items() if f.kind == 'put' and f.obj[0] == 'block']}")
-    named = f"{frame.obj[1]}_block"
+                         f"choose one of {aimable}")
+    named = f"{FRAMES[task].obj[1]}_block"
     arm = TASKS[task].arms[0]
     joints = slice(SIDES.index(arm) * (ARM_DOF + 1), SIDES.index(arm) * (ARM_DOF + 1) + ARM_DOF)
     instruction = instruction or TASKS[task].instruction
@@ -125,14 +127,11 @@ def aim(runner, task: str, scenes: str, first_seed: int, seeds: int = 8, samples
         for seed in range(first_seed, first_seed + seeds):
             env.reset(task=task, seed=seed)
             images, state = env.render(), env.state()
-            blocks = [b for b in FOOTPRINT if b.endswith("_block")
-                      and object_pos(env.model, env.data, b)[2] > -0.05]      # on the table, not parked
             targets = {}
-            for block in blocks:       # the expert's first chunk if it picked this block
-                env.reset(task=task, seed=seed)
-                script = make_expert(env)
-                script.phases = pick_and_place(arm, block, "plate")
-                targets[block] = np.stack([script.act() for _ in range(runner.model.cfg.horizon)])[-1, joints]
+            for block in [b for b in env.layout if b.endswith("_block")]:   # every block reset() placed
+                env.reset(task=task, seed=seed)          # the expert's first chunk if it picked this block
+                targets[block] = _chunk_end(Expert(env, pick_and_place(arm, block, "plate")),
+                                            runner.model.cfg.horizon, joints)
             start = state[joints]
             reach = np.mean([np.abs(t - start).sum() for t in targets.values()])
             obs = Observation(images=images, state=state, instruction=instruction)
