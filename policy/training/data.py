@@ -1,14 +1,22 @@
-"""The training set in memory: every frame decoded once into the model's T-layout, uint8.
+"""The training set: every frame decoded once into the model's T-layout, uint8.
 
 Each episode's videos are decoded once at their recorded size and composed with the same
 `compose_t_layout` that inference uses (policy.serving.wam_runner), so training and inference see the
 same pixels up to video compression. The future frames use the T-layout image shrunk to the
 future's size with the resize the runner uses for previews. Epochs then cost array indexing only.
+
+With a cache directory (what policy.train uses) the pixels live on disk: each dataset root is
+decoded, saved and dropped in turn, the roots are joined into the cache by streaming, and the cache
+is read back with its pixel arrays memory-mapped. So RAM holds one root's pixels at most while
+preparing, and only the pages a stage reads while training (the flow stages train on cached
+latents and read pixels only to encode them once).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+import shutil
 
 import cv2
 import numpy as np
@@ -19,6 +27,7 @@ from policy.model.observation import T_LAYOUT_CAMERAS, compose_t_layout
 
 STD_FLOOR = 1e-2     # dimensions that never move (an unused arm) must not blow up when normalised
 _ARRAYS = ("images", "small", "state", "action", "episode_start", "episode_end", "instruction")
+_PIXELS = ("images", "small")   # memory-mapped when loaded from a cache
 
 
 @dataclass
@@ -62,7 +71,9 @@ class PreparedDataset:
 
     @classmethod
     def load(cls, directory: Path) -> "PreparedDataset":
-        arrays = {name: np.load(directory / f"{name}.npy", allow_pickle=False) for name in _ARRAYS}
+        """A saved dataset; its pixel arrays memory-mapped read-only, the rest in RAM."""
+        arrays = {name: np.load(directory / f"{name}.npy", allow_pickle=False,
+                                mmap_mode="r" if name in _PIXELS else None) for name in _ARRAYS}
         instructions = (directory / "instructions.txt").read_text().splitlines()
         return cls(**arrays, instructions=instructions)
 
@@ -121,20 +132,48 @@ def dataset_roots(data: str | Path) -> list[Path]:
     return roots
 
 
-def concatenate(parts: list[PreparedDataset]) -> PreparedDataset:
-    """One PreparedDataset of several: frame indices shifted, instruction lists merged."""
+def _joined_index(parts: list[PreparedDataset]) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The episode bounds and instruction indices of several datasets joined in order (frame
+    indices shifted, instruction lists merged), and the merged instruction list."""
     instructions: list[str] = []
-    arrays: dict[str, list[np.ndarray]] = {k: [] for k in _ARRAYS}
+    arrays: dict[str, list[np.ndarray]] = {"episode_start": [], "episode_end": [], "instruction": []}
     offset = 0
     for part in parts:
         remap = np.array([_index_of(instructions, text) for text in part.instructions], np.int64)
-        for name in ("images", "small", "state", "action"):
-            arrays[name].append(getattr(part, name))
         arrays["episode_start"].append(part.episode_start + offset)
         arrays["episode_end"].append(part.episode_end + offset)
         arrays["instruction"].append(remap[part.instruction])
         offset += len(part)
-    return PreparedDataset(**{k: np.concatenate(v) for k, v in arrays.items()}, instructions=instructions)
+    return {k: np.concatenate(v) for k, v in arrays.items()}, instructions
+
+
+def concatenate(parts: list[PreparedDataset]) -> PreparedDataset:
+    """One PreparedDataset of several, in RAM."""
+    index, instructions = _joined_index(parts)
+    frames = {name: np.concatenate([getattr(p, name) for p in parts]) for name in ("images", "small", "state", "action")}
+    return PreparedDataset(**frames, **index, instructions=instructions)
+
+
+def save_concatenation(parts: list[PreparedDataset], directory: Path) -> None:
+    """What concatenate(parts).save(directory) writes, with the pixels streamed part by part into
+    the files (np.lib.format.open_memmap) instead of joined in RAM first."""
+    directory.mkdir(parents=True, exist_ok=True)
+    index, instructions = _joined_index(parts)
+    for name, array in index.items():
+        np.save(directory / f"{name}.npy", array, allow_pickle=False)
+    for name in ("state", "action"):
+        np.save(directory / f"{name}.npy", np.concatenate([getattr(p, name) for p in parts]), allow_pickle=False)
+    for name in _PIXELS:
+        first = getattr(parts[0], name)
+        out = np.lib.format.open_memmap(directory / f"{name}.npy", mode="w+", dtype=first.dtype,
+                                        shape=(sum(len(p) for p in parts), *first.shape[1:]))
+        start = 0
+        for part in parts:
+            out[start:start + len(part)] = getattr(part, name)
+            start += len(part)
+        out.flush()
+        del out
+    (directory / "instructions.txt").write_text("\n".join(instructions) + "\n")
 
 
 def _index_of(items: list[str], item: str) -> int:
@@ -149,11 +188,19 @@ def load_or_prepare(data: str | Path, cfg: WAMConfig, cache: Path | None, progre
     roots = dataset_roots(data)
     key = ";".join(f"{r.resolve()}|{DatasetReader(r).num_episodes}" for r in roots) + \
         f"|{cfg.image_height}x{cfg.image_width}|{cfg.future_downsample}"
-    if cache is not None and (cache / "key.txt").exists() and (cache / "key.txt").read_text() == key:
+    if cache is None:
+        parts = [prepare_dataset(r, cfg, progress=progress) for r in roots]
+        return parts[0] if len(parts) == 1 else concatenate(parts)
+    if (cache / "key.txt").exists() and (cache / "key.txt").read_text() == key:
         return PreparedDataset.load(cache)
-    parts = [prepare_dataset(r, cfg, progress=progress) for r in roots]
-    data = parts[0] if len(parts) == 1 else concatenate(parts)
-    if cache is not None:
-        data.save(cache)
-        (cache / "key.txt").write_text(key)
-    return data
+    (cache / "key.txt").unlink(missing_ok=True)      # a half-rewritten cache must never match a key
+    for old in cache.glob("*.npy"):                  # new files, not truncated ones under a live memmap
+        old.unlink()
+    staging = cache / "parts"
+    shutil.rmtree(staging, ignore_errors=True)
+    for i, root in enumerate(roots):                 # one root's pixels in RAM at a time
+        prepare_dataset(root, cfg, progress=progress).save(staging / str(i))
+    save_concatenation([PreparedDataset.load(staging / str(i)) for i in range(len(roots))], cache)
+    shutil.rmtree(staging)
+    (cache / "key.txt").write_text(key)
+    return PreparedDataset.load(cache)

@@ -1,4 +1,5 @@
-"""policy.training.data: recorded datasets (real mp4 + parquet) become one in-memory training set."""
+"""policy.training.data: recorded datasets (real mp4 + parquet) become one training set, its pixels
+memory-mapped from the cache."""
 from __future__ import annotations
 
 import re
@@ -34,6 +35,20 @@ def test_two_datasets_combine_with_shifted_episodes_and_merged_instructions(tmp_
 
     again = load_or_prepare(f"{a},{b}", CFG, tmp_path / "cache")      # from the cache
     assert np.array_equal(again.images, both.images) and again.instructions == both.instructions
+
+    # the cache holds the pixels on disk: memory-mapped, read-only, no staging left behind, and
+    # byte for byte what joining the two in RAM gives
+    assert isinstance(both.images, np.memmap) and isinstance(both.small, np.memmap)
+    assert not both.images.flags.writeable
+    assert not (tmp_path / "cache" / "parts").exists()
+    in_ram = load_or_prepare(f"{a},{b}", CFG, None)
+    for name in ("images", "small", "state", "action", "episode_start", "episode_end", "instruction"):
+        assert np.array_equal(getattr(in_ram, name), getattr(both, name)), name
+    assert in_ram.instructions == both.instructions
+
+    # another set of roots rewrites the cache rather than reading the old one
+    only_b = load_or_prepare(str(b), CFG, tmp_path / "cache")
+    assert len(only_b) == 7 and np.array_equal(only_b.images, one_b.images)
 
 
 def test_dataset_roots_reject_an_empty_list():
