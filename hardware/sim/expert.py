@@ -214,6 +214,7 @@ SCRIPTS: dict[str, Callable[[], list[Phase]]] = {
     "put_green_in_cup": lambda: pick_and_place("left", "green_block", "cup", place_gap=0.012),
     "stack_red_on_purple": lambda: pick_and_place("right", "red_block", "purple_block"),
     "stack_orange_on_purple": lambda: pick_and_place("right", "orange_block", "purple_block"),
+    "put_orange_on_plate": lambda: pick_and_place("right", "orange_block", "plate"),
     "put_blue_on_purple": lambda: pick_and_place("right", "blue_block", "purple_block"),
 }
 

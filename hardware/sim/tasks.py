@@ -152,8 +152,11 @@ def _on_plate(block: str) -> Callable[[mujoco.MjModel, mujoco.MjData], bool]:
     return check
 
 
-def _place_task(colour: str) -> Task:
+def _place_task(colour: str, pair: tuple[str, str], pool: tuple[str, ...]) -> Task:
+    """The right arm puts the `colour` block on the plate. Both blocks of `pair` (colours, in the
+    order the layouts draw them) lie in its block region, so the colour word decides which one."""
     block = f"{colour}_block"
+    first, second = (f"{c}_block" for c in pair)
     return Task(
         name=f"put_{colour}_on_plate",
         instructions=(f"put the {colour} block on the plate",
@@ -161,11 +164,11 @@ def _place_task(colour: str) -> Task:
                       f"move the {colour} block to the plate",
                       f"pick up the {colour} cube and set it down on the plate",
                       f"put the {colour} one on the white plate"),
-        max_steps=100, objects=("red_block", "blue_block", "plate"), arms=("right",),
-        layout=_two_blocks_layout, check=_on_plate(block),
-        varied=SceneSpec(placements=(Placement("red_block", sc.RIGHT_BLOCKS), Placement("blue_block", sc.RIGHT_BLOCKS),
+        max_steps=100, objects=(first, second, "plate"), arms=("right",),
+        layout=lambda rng, jitter: _two_blocks_layout(rng, jitter, (first, second)), check=_on_plate(block),
+        varied=SceneSpec(placements=(Placement(first, sc.RIGHT_BLOCKS), Placement(second, sc.RIGHT_BLOCKS),
                                      Placement("plate", sc.RIGHT_PLATE, sc.NO_YAW)),
-                         pool=("green_block", "purple_block", "orange_block", "cup")))
+                         pool=pool))
 
 
 # -- hand the yellow bar from the left arm to the right arm (needs both arms) ---------------
@@ -240,8 +243,8 @@ def _in_cup(block: str) -> Callable[[mujoco.MjModel, mujoco.MjData], bool]:
 
 
 TASKS: dict[str, Task] = {t.name: t for t in (
-    _place_task("red"),
-    _place_task("blue"),
+    _place_task("red", ("red", "blue"), pool=("green_block", "purple_block", "orange_block", "cup")),
+    _place_task("blue", ("red", "blue"), pool=("green_block", "purple_block", "orange_block", "cup")),
     Task(name="handover_bar",
          instructions=("hand the yellow bar from the left arm to the right arm",
                        "pass the yellow bar to the right gripper",
@@ -293,6 +296,9 @@ TASKS: dict[str, Task] = {t.name: t for t in (
                             "stack the orange cube on the purple cube",
                             "pick up the orange block and put it on the purple block"),
                            distractors=("red_block",), pool=("blue_block", "green_block", "cup"), extra=(0, 1)),
+    # Orange on the plate, beside red: orange, like red, now goes to either destination as the
+    # words say, so of the right arm's blocks only blue has a single taught destination.
+    _place_task("orange", ("orange", "red"), pool=("blue_block", "green_block", "purple_block", "cup")),
     # Evaluation-only, the grid's empty cell: blue has only ever gone on the plate and only red, orange
     # (right arm) and green (left arm) on purple. The plate and the green block are always there, so
     # habit alone picks wrong.

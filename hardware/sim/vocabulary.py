@@ -131,6 +131,7 @@ FRAMES: dict[str, Frame] = {
     "put_green_in_cup": Frame("put", ("block", "green"), ("cup", None)),
     "stack_red_on_purple": Frame("put", ("block", "red"), ("block", "purple")),
     "stack_orange_on_purple": Frame("put", ("block", "orange"), ("block", "purple")),
+    "put_orange_on_plate": Frame("put", ("block", "orange"), ("plate", "white")),
     "put_blue_on_purple": Frame("put", ("block", "blue"), ("block", "purple")),
 }
 

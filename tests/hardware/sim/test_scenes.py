@@ -21,6 +21,7 @@ PICKS = {"put_red_on_plate": ("right", "red_block", "plate"), "put_blue_on_plate
          "stack_green_on_purple": ("left", "green_block", "purple_block"),
          "put_green_in_cup": ("left", "green_block", "cup"), "stack_red_on_purple": ("right", "red_block", "purple_block"),
          "stack_orange_on_purple": ("right", "orange_block", "purple_block"),
+         "put_orange_on_plate": ("right", "orange_block", "plate"),
          "put_blue_on_purple": ("right", "blue_block", "purple_block")}
 BAR_OFFSET = 0.035     # the handover grasps the bar this far from its centre
 

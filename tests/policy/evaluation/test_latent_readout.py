@@ -31,7 +31,7 @@ def _episodes(rng: np.random.Generator, n_episodes: int = 160, frames: int = 4, 
 @pytest.mark.parametrize("informative", [True, False])
 def test_readout_finds_what_the_latents_hold(informative, one_thread):
     cond, action, start, end, instruction, episodes = _episodes(np.random.default_rng(0), informative=informative)
-    report = readout(cond, action, start, end, instruction, episodes, frames=4, ahead=0, steps=600)
+    report = readout(cond, action, start, end, instruction, episodes, frames=4, ahead=0, steps=200)
     assert report.episodes == 160 and report.samples == 640
     assert report.baseline > 0.3, "the targets vary within an instruction"
     if informative:
