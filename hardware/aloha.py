@@ -13,7 +13,15 @@ CAMERA_NAMES = ("head", "left_wrist", "right_wrist")
 ARM_DOF = 6
 ACTION_DIM = 2 * (ARM_DOF + 1)                            # 14
 GRIPPER_INDICES = tuple(i * (ARM_DOF + 1) + ARM_DOF for i in range(len(SIDES)))   # (6, 13)
-RIGHT_ARM_JOINTS = slice(ARM_DOF + 1, 2 * ARM_DOF + 1)     # the right arm's 6 joints, gripper excluded
+
+
+def arm_joints(side: str) -> slice:
+    """Where one arm's 6 joints (gripper excluded) lie in the 14-d state and action."""
+    start = SIDES.index(side) * (ARM_DOF + 1)
+    return slice(start, start + ARM_DOF)
+
+
+RIGHT_ARM_JOINTS = arm_joints("right")
 
 
 def both_arms(arm: tuple[float, ...], gripper: float) -> tuple[float, ...]:

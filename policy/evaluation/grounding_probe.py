@@ -39,7 +39,7 @@ os.environ.setdefault("MUJOCO_GL", "osmesa")
 
 import numpy as np  # noqa: E402
 
-from hardware.aloha import ARM_DOF, SIDES  # noqa: E402
+from hardware.aloha import arm_joints  # noqa: E402
 from hardware.aloha import RIGHT_ARM_JOINTS as RIGHT_ARM  # noqa: E402  (the place tasks' arm)
 from hardware.sim.tasks import EVAL_SEED_BASE, SCENES, TASKS  # noqa: E402
 from policy.evaluation.evaluate import VARIANTS  # noqa: E402
@@ -119,7 +119,7 @@ def aim(runner, task: str, scenes: str, first_seed: int, seeds: int = 8, samples
                          f"choose one of {aimable}")
     named = f"{FRAMES[task].obj[1]}_block"
     arm = TASKS[task].arms[0]
-    joints = slice(SIDES.index(arm) * (ARM_DOF + 1), SIDES.index(arm) * (ARM_DOF + 1) + ARM_DOF)
+    joints = arm_joints(arm)
     instruction = instruction or TASKS[task].instruction
     counts: dict[str, int] = {}
     errors = []
