@@ -7,12 +7,10 @@ loop. Decoding uses PyAV in-process (sequential decode of whole episodes is fast
 """
 from __future__ import annotations
 
-import ctypes
 import errno
 from collections import OrderedDict
 import os
 import signal
-import sys
 import queue
 import shutil
 import subprocess
@@ -23,6 +21,8 @@ from pathlib import Path
 import av
 import imageio_ffmpeg
 import numpy as np
+
+from policy.child_process import child_command
 
 
 class VideoEncodeError(RuntimeError):
@@ -38,18 +38,6 @@ class VideoConfig:
 
 
 _STOP = object()
-
-# ffmpeg must die with the recording process: an orphan would go on writing a temp file that a
-# reopened dataset has already cleaned (or is about to reuse). prctl is looked up once here so
-# that the pre-exec hook runs no Python import in the forked child.
-_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    if _prctl is not None:
-        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
 
 class ImageStats:
     """Running per-channel min/max/sum/sum-of-squares over subsampled pixels, in [0, 1] units."""
@@ -162,8 +150,11 @@ class VideoEncoder:
     def _run(self) -> None:
         try:
             self.tmp_path.parent.mkdir(parents=True, exist_ok=True)
-            self._proc = subprocess.Popen(self._command(), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
+            # ffmpeg must die with the recording process: an orphan would go on writing a temp
+            # file that a reopened dataset has already cleaned (or is about to reuse).
+            command = child_command(self._command(), death_signal=signal.SIGKILL)
+            self._proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.PIPE)
         except OSError as e:
             self.error = _describe_failure(self.tmp_path, str(e))
             self._drain()

@@ -10,7 +10,6 @@ fixtures. Imports no torch: the console's process starts its policy child throug
 """
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import selectors
@@ -21,24 +20,12 @@ import threading
 import time
 from pathlib import Path
 
+from policy.child_process import child_command
+
 log = logging.getLogger("policy.serving.process")
 
 READY_LINE = "policy server ready on "
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _child_setup(nice: int):
-    def setup() -> None:
-        """In the child: get SIGTERM if the parent dies without cleaning up (Linux), and yield the
-        CPU to the cameras and the control loop when they share a machine with the model."""
-        try:
-            libc = ctypes.CDLL("libc.so.6", use_errno=True)
-            libc.prctl(1, signal.SIGTERM)    # PR_SET_PDEATHSIG
-        except OSError:
-            pass
-        if nice:
-            os.nice(nice)
-    return setup
 
 
 def wait_until_ready(proc: subprocess.Popen, ready_timeout_s: float,
@@ -94,10 +81,12 @@ class ServerProcess:
         return self.proc.pid if self.proc is not None else None
 
     def start(self, should_stop: threading.Event | None = None) -> str:
-        self.proc = subprocess.Popen([*self.prefix, sys.executable, "-m", "policy.server", *self.args], cwd=REPO,
-                                     stdout=subprocess.PIPE, text=True,
-                                     env=self.env if self.env is not None else os.environ.copy(),
-                                     preexec_fn=_child_setup(self.nice))
+        # SIGTERM if the parent dies without cleaning up; `nice` yields the CPU to the cameras and
+        # the control loop when they share a machine with the model.
+        command = child_command([*self.prefix, sys.executable, "-m", "policy.server", *self.args],
+                                death_signal=signal.SIGTERM, nice=self.nice)
+        self.proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True,
+                                     env=self.env if self.env is not None else os.environ.copy())
         self.address = wait_until_ready(self.proc, self.ready_timeout_s, should_stop)
         return self.address
 
