@@ -160,14 +160,18 @@ def process_groups(root: int, policy_pid: int | None) -> dict[str, list[int]]:
 
 
 def cmdline_args(pid: int) -> list[bytes] | None:
-    """A process's arguments, or None when it has gone. Chromium rewrites its children's process
-    title, so their cmdline is one space-separated string instead of NUL-separated arguments:
-    every argument is split on whitespace (chromium's flags and profile paths have none)."""
+    """A process's arguments, or None when it has gone or they cannot be read now. Chromium
+    rewrites its children's process title, so their cmdline is one space-separated string instead
+    of NUL-separated arguments: every argument is split on whitespace (chromium's flags and
+    profile paths have none)."""
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return None
-    return [word for arg in raw.split(b"\0") for word in arg.split()]
+    # Empty for a zombie, and (seen once in a full suite) for a live process whose memory the
+    # kernel could not read at that moment: a process always has its argv[0], so this is no answer.
+    words = [word for arg in raw.split(b"\0") for word in arg.split()]
+    return words or None
 
 
 def chromium_profile(pids: list[int]) -> str | None:
@@ -181,7 +185,7 @@ def chromium_profile(pids: list[int]) -> str | None:
 
 def chromium_role(pid: int) -> str:
     """A chromium process's role from its --type= flag ("renderer", "gpu-process", "utility",
-    "zygote", ...); "browser" for the main process (no --type), "" once it has gone."""
+    "zygote", ...); "browser" for the main process (no --type), "" once it has gone (or unreadable)."""
     args = cmdline_args(pid)
     if args is None:
         return ""
