@@ -1,13 +1,14 @@
 """The console's process never imports torch, and reaches policy/ only through policy.wire (plus
 the torch-free dataset format policy.episodes, which DESIGN.md shares with app/, and
-policy.serving.process, the torch-free launcher run_demo uses to start its policy child)."""
+policy.serving.process, the torch-free launcher run_demo uses to start its policy child, and
+policy.child_process, how both of those start children)."""
 import json
 import subprocess
 import sys
 
 from app.tools.harness import REPO
 
-ALLOWED = ("policy.wire", "policy.episodes")
+ALLOWED = ("policy.wire", "policy.episodes", "policy.child_process")
 
 
 def _imported_after(statement: str) -> dict:
