@@ -40,7 +40,9 @@ class Task:
     name: str
     instructions: tuple[str, ...]       # [0] is canonical, the rest are paraphrases
     max_steps: int                      # control ticks at 10 Hz
-    objects: tuple[str, ...]            # bodies this task places on the table
+    objects: tuple[str, ...]            # bodies this task places on the table (in the order its layouts draw them)
+    moved: str                          # the object the task moves (the block, the bar)
+    destination: str | None             # where it must end up (plate, purple block, cup); None: a hand-over
     arms: tuple[str, ...]               # arms the expert uses
     layout: Callable[[np.random.Generator, float], Layout]   # the classic scene
     check: Callable[[mujoco.MjModel, mujoco.MjData], bool]
@@ -164,7 +166,7 @@ def _place_task(colour: str, pair: tuple[str, str], pool: tuple[str, ...]) -> Ta
                       f"move the {colour} block to the plate",
                       f"pick up the {colour} cube and set it down on the plate",
                       f"put the {colour} one on the white plate"),
-        max_steps=100, objects=(first, second, "plate"), arms=("right",),
+        max_steps=100, objects=(first, second, "plate"), moved=block, destination="plate", arms=("right",),
         layout=lambda rng, jitter: _two_blocks_layout(rng, jitter, (first, second)), check=_on_plate(block),
         varied=SceneSpec(placements=(Placement(first, sc.RIGHT_BLOCKS), Placement(second, sc.RIGHT_BLOCKS),
                                      Placement("plate", sc.RIGHT_PLATE, sc.NO_YAW)),
@@ -215,7 +217,7 @@ def _right_stack_on_purple(colour: str, name: str, instructions: tuple[str, ...]
     block = f"{colour}_block"
     return Task(
         name=name, instructions=instructions, max_steps=100, objects=(block, "purple_block", "plate"),
-        arms=("right",), layout=lambda rng, jitter: _two_blocks_layout(rng, jitter, (block, "purple_block")),
+        moved=block, destination="purple_block", arms=("right",), layout=lambda rng, jitter: _two_blocks_layout(rng, jitter, (block, "purple_block")),
         check=_stacked_on(block, "purple_block"), training=training,
         varied=SceneSpec(placements=(Placement(block, sc.RIGHT_BLOCKS), Placement("purple_block", sc.RIGHT_BLOCKS),
                                      Placement("plate", sc.RIGHT_PLATE, sc.NO_YAW)),
@@ -251,7 +253,7 @@ TASKS: dict[str, Task] = {t.name: t for t in (
                        "transfer the yellow bar from the left hand to the right hand",
                        "give the yellow bar to the right arm",
                        "pick up the yellow bar with the left arm and hand it to the right arm"),
-         max_steps=120, objects=("yellow_bar",), arms=("left", "right"),
+         max_steps=120, objects=("yellow_bar",), moved="yellow_bar", destination=None, arms=("left", "right"),
          layout=_bar_layout, check=_bar_handed_over,
          varied=SceneSpec(placements=(Placement("yellow_bar", sc.BAR, sc.BAR_YAW),),
                           pool=("red_block", "blue_block", "green_block", "purple_block", "orange_block",
@@ -262,7 +264,8 @@ TASKS: dict[str, Task] = {t.name: t for t in (
                        "place the green block onto the purple one",
                        "stack the green cube on the purple cube",
                        "pick up the green block and put it on the purple block"),
-         max_steps=100, objects=("green_block", "purple_block"), arms=("left",),
+         max_steps=100, objects=("green_block", "purple_block"), moved="green_block", destination="purple_block",
+         arms=("left",),
          layout=_stack_layout, check=_stacked,
          varied=SceneSpec(placements=(Placement("green_block", sc.LEFT_BLOCKS),
                                       Placement("purple_block", sc.LEFT_BLOCKS)),
@@ -273,7 +276,7 @@ TASKS: dict[str, Task] = {t.name: t for t in (
                        "drop the green block into the cup",
                        "pick up the green cube and put it in the cup",
                        "put the green one in the cup"),
-         max_steps=100, objects=("green_block", "cup"), arms=("left",),
+         max_steps=100, objects=("green_block", "cup"), moved="green_block", destination="cup", arms=("left",),
          layout=_cup_layout, check=_in_cup("green_block"),
          varied=SceneSpec(placements=(Placement("green_block", sc.LEFT_BLOCKS),
                                       Placement("cup", sc.LEFT_CUP, sc.NO_YAW)),

@@ -207,8 +207,8 @@ def run_sim_clock_episode(env: SimEnv, client: PolicyClient, task: str, seed: in
             after_tick(tick)
         tick += 1
     status = controller.status()
-    return EpisodeOutcome(task, seed, instruction, status.outcome == "succeeded", tick, status.chunk_count,
-                          chunk_ms=chunks, server_ms=link.server_ms, lifted_m=round(lift.rise, 4))
+    return lift.record(EpisodeOutcome(task, seed, instruction, status.outcome == "succeeded", tick,
+                                      status.chunk_count, chunk_ms=chunks, server_ms=link.server_ms))
 
 
 def real_clock_robot(sim: SimConfig, client: PolicyClient, config: ControllerConfig):

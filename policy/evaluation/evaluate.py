@@ -23,9 +23,11 @@ An episode succeeds when the task's check holds (it then ends); otherwise it fai
 task's max_steps. Prints a rich table and, on its last line, JSON:
   {"rt": {"success": {"TASK": 0.9, ...}, "mean_success": 0.85, "chunk_ms_p50": 80,
           "success_by_phrasing": {"TASK": {"PHRASING": 1.0, ...}}, "episodes_by_phrasing": ...,
-          "failures": {"TASK": {"never_lifted": 3, "lifted": 1}}, ...}, ...}
+          "failures": {"TASK": {"never_lifted": 3, "lifted": 2, "held": 0, "released_near": 1,
+                                "released_away": 1}}, ...}, ...}
 (failures: the lockstep and sim clocks follow the object each task moves; a failed episode whose
-object never rose 5 cm missed its grasp, one whose object did failed later.)
+object never rose 5 cm missed its grasp, one whose object did failed later: still held at the end,
+let go within 5 cm of its destination but not placed, or let go elsewhere.)
 A few rollout videos (real head + wrist views next to the imagined future) go to --videos-dir.
 """
 from __future__ import annotations
@@ -45,7 +47,7 @@ import numpy as np  # noqa: E402
 from app.control.action_queue import MERGE_RULES  # noqa: E402
 from app.control.controller import ControllerConfig  # noqa: E402
 from policy.evaluation.closed_loop import LatencyModel, real_clock_robot, run_real_episode, run_sim_clock_episode  # noqa: E402
-from policy.evaluation.rollout import LIFTED_M, EpisodeOutcome, RolloutConfig, instruction_for, run_episode  # noqa: E402
+from policy.evaluation.rollout import LIFTED_M, NEAR_M, EpisodeOutcome, RolloutConfig, instruction_for, run_episode  # noqa: E402
 
 from hardware.sim.env import SimConfig  # noqa: E402
 from hardware.sim.tasks import EVAL_SEED_BASE, SCENES  # noqa: E402  (EVAL_SEED_BASE re-exported: the held-out seeds)
@@ -106,13 +108,23 @@ class VariantResult:
 def failures(outcomes: dict[str, list[EpisodeOutcome]]) -> dict[str, dict[str, int]]:
     """Failed episodes per task by how far they got (where the clock tracks the moved object; the
     real clock does not): never_lifted (the object never rose LIFTED_M: the grasp missed or never
-    came) and lifted (it was grasped and lifted; what came after failed)."""
+    came) and lifted (it was grasped and lifted; what came after failed). Where the task has a
+    destination, the lifted ones split by how they ended: held (still in a gripper), released_near
+    (let go within NEAR_M of the destination's centre, but not placed as the check wants: toppled,
+    off-centre) and released_away (let go elsewhere: carried to the wrong place, or dropped)."""
     out: dict[str, dict[str, int]] = {}
     for task, eps in outcomes.items():
         tracked = [o for o in eps if not o.success and o.lifted_m is not None]
-        if tracked:
-            never = sum(o.lifted_m < LIFTED_M for o in tracked)
-            out[task] = {"never_lifted": never, "lifted": len(tracked) - never}
+        if not tracked:
+            continue
+        lifted = [o for o in tracked if o.lifted_m >= LIFTED_M]
+        out[task] = {"never_lifted": len(tracked) - len(lifted), "lifted": len(lifted)}
+        ends = [o for o in lifted if o.held_at_end is not None and o.from_destination_m is not None]
+        if ends:
+            released = [o for o in ends if not o.held_at_end]
+            out[task] |= {"held": len(ends) - len(released),
+                          "released_near": sum(o.from_destination_m < NEAR_M for o in released),
+                          "released_away": sum(o.from_destination_m >= NEAR_M for o in released)}
     return out
 
 
@@ -250,8 +262,11 @@ def print_failures(summary: dict[str, dict], console) -> None:
     """Per variant, how the failed episodes failed (where the clock tracks the moved object)."""
     for name, s in summary.items():
         if s.get("failures"):
-            console.print(f"{name} failures (object never lifted / lifted, then failed): " + "; ".join(
-                f"{t} {f['never_lifted']}/{f['lifted']}" for t, f in s["failures"].items()))
+            console.print(f"{name} failures (object never lifted / lifted, then failed [still held, let go "
+                          f"within {NEAR_M * 100:.0f} cm of the destination, let go elsewhere]): " + "; ".join(
+                              f"{t} {f['never_lifted']}/{f['lifted']}"
+                              + (f" [{f['held']}, {f['released_near']}, {f['released_away']}]" if "held" in f else "")
+                              for t, f in s["failures"].items()))
 
 
 def run_in_children(argv: list[str], names: list[str], jobs: int, console) -> dict[str, dict]:

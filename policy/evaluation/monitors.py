@@ -169,7 +169,7 @@ class MonitoredRuns:
         self._answers.clear()
         self._starts.clear()
         jitter = LAYOUT_JITTER if condition == "layout" else 1.0
-        pushed = TASKS[task].objects[0] if condition == "moved" else None
+        pushed = TASKS[task].moved if condition == "moved" else None
         if self.robot is not None:
             from app.control.episode import run_rollout
             self.robot.env.config.object_jitter = jitter            # read by the reset, under the robot's lock

@@ -15,7 +15,7 @@ import numpy as np
 from hardware.arm import Arm, ArmState
 from hardware.safety import SafeArm, SafetyConfig
 from hardware.sim.env import ALOHA_SPEC, SimEnv
-from hardware.sim.tasks import TASKS, object_pos
+from hardware.sim.tasks import TASKS, held_by, object_pos
 from policy.wire.types import Observation
 
 
@@ -37,19 +37,24 @@ class EpisodeOutcome:
     chunk_ms: list[float] = field(default_factory=list)    # client-side round trip per chunk
     server_ms: list[float] = field(default_factory=list)   # server-side inference per chunk
     lifted_m: float | None = None    # highest rise of the object the task moves (ObjectLift); None: not tracked
+    held_at_end: bool | None = None          # a gripper held the moved object when the episode ended
+    from_destination_m: float | None = None  # the moved object's centre to its destination's, on the table, at the end
 
 
 LIFTED_M = 0.05     # an object that rose this far was grasped (a block resting on the table: 0)
+NEAR_M = 0.05       # let go this close (centre to centre, on the table) to its destination: it got there
 
 
 class ObjectLift:
-    """The highest the task's moved object (Task.objects[0]: the block, the bar) rose above where it
-    lay when the episode began. Why: it tells a missed grasp (never lifted) from a grasp that went
-    wrong later (lifted, not placed), which a success rate cannot. Make it after env.reset; call it
-    after every world step."""
+    """The highest the task's moved object (Task.moved: the block, the bar) rose above where it lay
+    when the episode began, and where it ended. Why: it tells a missed grasp (never lifted) from a
+    grasp that went wrong later (lifted, not placed), and then a block never let go from one let go
+    beside its destination or far from it, which a success rate cannot. Make it after env.reset;
+    call it after every world step; record() its findings into the outcome at the end."""
 
     def __init__(self, env: SimEnv):
-        self.env, self.obj, self.rise = env, env.task.objects[0], 0.0
+        self.env, self.obj, self.rise = env, env.task.moved, 0.0
+        self.destination = env.task.destination
         self.start = self._z()
 
     def _z(self) -> float:
@@ -57,6 +62,15 @@ class ObjectLift:
 
     def __call__(self) -> None:
         self.rise = max(self.rise, self._z() - self.start)
+
+    def record(self, out: "EpisodeOutcome") -> "EpisodeOutcome":
+        m, d = self.env.model, self.env.data
+        out.lifted_m = round(self.rise, 4)
+        out.held_at_end = any(held_by(m, d, self.obj, side) for side in ("left", "right"))
+        if self.destination is not None:
+            gap = object_pos(m, d, self.obj)[:2] - object_pos(m, d, self.destination)[:2]
+            out.from_destination_m = round(float(np.linalg.norm(gap)), 4)
+        return out
 
 
 def instruction_for(task: str, seed: int, phrasings: list[str] | None = None, episode: int | None = None) -> str:
@@ -136,8 +150,7 @@ def run_episode(env: SimEnv, client, task: str, seed: int, cfg: RolloutConfig,
     finally:
         if video is not None:
             video.close(out.success)
-    out.lifted_m = round(lift.rise, 4)
-    return out
+    return lift.record(out)
 
 
 def _preview(client, chunk_id: int) -> np.ndarray | None:

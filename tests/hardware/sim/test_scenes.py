@@ -59,6 +59,17 @@ def test_regions_are_real_and_tasks_split_train_from_evaluation():
     assert set(TRAINING_TASKS) | set(EVALUATION_ONLY_TASKS) == set(TASKS)
 
 
+def test_each_task_names_what_it_moves_and_where_it_goes():
+    # what the evaluation tracks (ObjectLift): the expert's pick, not the first object the layout draws
+    for name, task in TASKS.items():
+        if name in PICKS:
+            assert (task.moved, task.destination) == PICKS[name][1:], name
+        else:
+            assert (task.moved, task.destination) == ("yellow_bar", None), name
+        assert task.moved in task.objects and (task.destination is None or task.destination in task.objects)
+        assert task.moved.split("_")[0] in task.instruction, name
+
+
 def test_footprints_match_the_scene(env):
     m = env.model
     for name, radius in sc.FOOTPRINT.items():

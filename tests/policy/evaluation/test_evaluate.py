@@ -112,24 +112,36 @@ def test_evaluation_actions_pass_the_safety_layer():
 
 
 def test_object_lift_tells_a_missed_grasp_from_a_later_failure():
-    """ObjectLift follows the task's moved object in the real sim: the expert lifts the block well
-    past LIFTED_M, an arm holding still does not; failures() counts failed episodes by it and
-    leaves out successes and episodes no clock tracked (lifted_m None, the real clock)."""
+    """ObjectLift follows the task's moved object in the real sim (blue for put_blue_on_plate, which
+    the layout draws after red): the expert lifts it well past LIFTED_M and holds it, an arm holding
+    still does neither and leaves it where it lay; failures() counts failed episodes by it, splits
+    the lifted ones by how they ended, and leaves out successes and episodes no clock tracked
+    (lifted_m None, the real clock)."""
     from hardware.sim.env import SimConfig, SimEnv
     from hardware.sim.expert import make_expert
+    from hardware.sim.tasks import object_pos
     from policy.evaluation.evaluate import failures
-    from policy.evaluation.rollout import LIFTED_M, EpisodeOutcome, ObjectLift
+    from policy.evaluation.rollout import LIFTED_M, NEAR_M, EpisodeOutcome, ObjectLift
     with SimEnv(SimConfig(width=64, height=48, scenes="varied")) as env:
-        rises = {}
+        ends = {}
         for who in ("expert", "still"):
-            env.reset(task="put_red_on_plate", seed=5)
+            env.reset(task="put_blue_on_plate", seed=5)
+            assert env.task.objects[0] == "red_block" and env.task.moved == "blue_block"
+            start = object_pos(env.model, env.data, "blue_block")[:2] - object_pos(env.model, env.data, "plate")[:2]
             expert, lift, hold = make_expert(env), ObjectLift(env), env.target.copy()
             for _ in range(45):                  # hover, down, close, lift (36 ticks) and a little more
                 env.step(expert.act() if who == "expert" else hold)
                 lift()
-            rises[who] = lift.rise
-    assert rises["expert"] > 2 * LIFTED_M and rises["still"] < 0.005, rises
-    outcome = lambda ok, lifted: EpisodeOutcome("t", 0, "x", ok, 10, 1, lifted_m=lifted)  # noqa: E731
+            ends[who] = lift.record(EpisodeOutcome("put_blue_on_plate", 5, "x", False, 45, 1))
+    assert ends["expert"].lifted_m > 2 * LIFTED_M and ends["expert"].held_at_end, ends["expert"]
+    assert ends["still"].lifted_m < 0.005 and not ends["still"].held_at_end, ends["still"]
+    assert abs(ends["still"].from_destination_m - float(np.linalg.norm(start))) < 0.002
+    outcome = lambda ok, lifted, held=None, gap=None: EpisodeOutcome(  # noqa: E731
+        "t", 0, "x", ok, 10, 1, lifted_m=lifted, held_at_end=held, from_destination_m=gap)
     eps = {"t": [outcome(False, 0.001), outcome(False, 0.12), outcome(False, 0.002), outcome(True, 0.12),
                  outcome(False, None)], "u": [outcome(True, 0.1)]}
     assert failures(eps) == {"t": {"never_lifted": 2, "lifted": 1}}
+    eps = {"t": [outcome(False, 0.12, True, 0.2), outcome(False, 0.12, False, NEAR_M / 2),
+                 outcome(False, 0.12, False, 2 * NEAR_M), outcome(False, 0.12, False, 3 * NEAR_M),
+                 outcome(False, 0.0, False, 0.3), outcome(True, 0.12, False, 0.0)]}
+    assert failures(eps) == {"t": {"never_lifted": 1, "lifted": 4, "held": 1, "released_near": 1, "released_away": 2}}
