@@ -84,16 +84,23 @@ class SceneSpec:
     placements: the objects the task needs, each in its own region (reachable by the task's arm);
     distractors: always added, anywhere on the table; pool / extra: a further (lo..hi) objects
     drawn from the pool. None of the distractors may be named by the task's instructions.
+    crowd: crowded scenes only (scenes="crowded"): objects added in the task's own regions, beside
+    the ones it uses (a purple block beside the blue one to pick), taken out of the pool. Why: in
+    varied scenes what lies in the arm's region nearly tells the task (purple there: a stack), so
+    a policy can follow the scene instead of the words; crowded scenes take that away.
     """
     placements: tuple[Placement, ...]
     distractors: tuple[str, ...] = ()
     pool: tuple[str, ...] = ()
     extra: tuple[int, int] = (1, 2)
+    crowd: tuple[Placement, ...] = ()
 
     def __post_init__(self):
         names = [p.name for p in self.placements] + list(self.distractors)
         if len(set(names)) != len(names) or set(self.pool) & set(names):
             raise ValueError(f"an object appears twice in the scene spec: {names} / pool {self.pool}")
+        if {c.name for c in self.crowd} & set(names):
+            raise ValueError(f"a crowd object is already in the scene: {[c.name for c in self.crowd]} / {names}")
         if not self.distractors and self.extra[0] < 1:
             raise ValueError("a varied scene needs at least one distractor")
         if self.extra[1] > len(self.pool):
@@ -119,14 +126,17 @@ def spacing_ok(layout: Layout) -> bool:
 
 
 def varied_layout(spec: SceneSpec, rng: np.random.Generator, tries: int = 200, restarts: int = 100,
-                  spread: float = 1.0) -> Layout:
+                  spread: float = 1.0, crowded: bool = False) -> Layout:
     """Draw one varied scene; deterministic given the generator's state. spread scales the task
     objects' regions about their centres (1.5: places no demonstration showed, an evaluation of
-    generalisation; the same draws as 1.0 otherwise)."""
+    generalisation; the same draws as 1.0 otherwise). crowded: add spec.crowd in its regions
+    (varied scenes' draws are unchanged by the crowd)."""
+    crowd = spec.crowd if crowded else ()
+    pool = tuple(name for name in spec.pool if name not in {c.name for c in crowd})
     for _ in range(restarts):
-        k = int(rng.integers(spec.extra[0], spec.extra[1] + 1))
-        picked = [spec.pool[i] for i in rng.permutation(len(spec.pool))[:k]]
-        todo = [(p.name, p.region.scaled(spread, TABLE), p.yaw) for p in spec.placements]
+        k = int(rng.integers(min(spec.extra[0], len(pool)), min(spec.extra[1], len(pool)) + 1))
+        picked = [pool[i] for i in rng.permutation(len(pool))[:k]]
+        todo = [(p.name, p.region.scaled(spread, TABLE), p.yaw) for p in (*spec.placements, *crowd)]
         todo += [(name, TABLE, _yaw_range(name)) for name in (*spec.distractors, *picked)]
         layout: Layout = {}
         for name, region, yaw_range in todo:

@@ -29,7 +29,7 @@ from hardware.sim.scenes import Placement, SceneSpec
 
 # name -> (x, y) or (x, y, yaw) on the table; z is set from the object's size so it rests on the top.
 Layout = dict[str, tuple[float, ...]]
-SCENES = ("classic", "varied")
+SCENES = ("classic", "varied", "crowded")   # crowded: varied plus SceneSpec.crowd in the task's regions
 
 TABLE_TOP_Z = 0.0
 PAD_GEOMS = {side: (f"{side}/left_pad", f"{side}/right_pad") for side in ("left", "right")}
@@ -58,10 +58,10 @@ class Task:
         scene's task-object regions about their centres (1.5: beyond the demonstrations' range)."""
         if scenes == "classic":
             return self.layout(rng, jitter)
-        if scenes == "varied":
+        if scenes in ("varied", "crowded"):
             if self.varied is None:
                 raise ValueError(f"task '{self.name}' has no varied scenes")
-            return sc.varied_layout(self.varied, rng, spread=jitter)
+            return sc.varied_layout(self.varied, rng, spread=jitter, crowded=scenes == "crowded")
         raise ValueError(f"unknown scenes '{scenes}'; choose one of: {', '.join(SCENES)}")
 
     def place_objects(self, model: mujoco.MjModel, data: mujoco.MjData,
@@ -170,7 +170,7 @@ def _place_task(colour: str, pair: tuple[str, str], pool: tuple[str, ...]) -> Ta
         layout=lambda rng, jitter: _two_blocks_layout(rng, jitter, (first, second)), check=_on_plate(block),
         varied=SceneSpec(placements=(Placement(first, sc.RIGHT_BLOCKS), Placement(second, sc.RIGHT_BLOCKS),
                                      Placement("plate", sc.RIGHT_PLATE, sc.NO_YAW)),
-                         pool=pool))
+                         pool=pool, crowd=(Placement("purple_block", sc.RIGHT_BLOCKS),)))
 
 
 # -- hand the yellow bar from the left arm to the right arm (needs both arms) ---------------
@@ -212,7 +212,7 @@ _stacked = _stacked_on("green_block", "purple_block")
 
 def _right_stack_on_purple(colour: str, name: str, instructions: tuple[str, ...], pool: tuple[str, ...],
                            distractors: tuple[str, ...] = (), extra: tuple[int, int] = (1, 2),
-                           training: bool = True) -> Task:
+                           training: bool = True, crowd: str = "blue_block") -> Task:
     """The right arm stacks a block on the purple one; both lie in its block region, the plate too."""
     block = f"{colour}_block"
     return Task(
@@ -221,7 +221,8 @@ def _right_stack_on_purple(colour: str, name: str, instructions: tuple[str, ...]
         check=_stacked_on(block, "purple_block"), training=training,
         varied=SceneSpec(placements=(Placement(block, sc.RIGHT_BLOCKS), Placement("purple_block", sc.RIGHT_BLOCKS),
                                      Placement("plate", sc.RIGHT_PLATE, sc.NO_YAW)),
-                         distractors=distractors, pool=pool, extra=extra))
+                         distractors=distractors, pool=pool, extra=extra,
+                         crowd=(Placement(crowd, sc.RIGHT_BLOCKS),)))
 
 
 # -- put the green block in the cup (left arm) --------------------------------------------------
@@ -269,7 +270,8 @@ TASKS: dict[str, Task] = {t.name: t for t in (
          layout=_stack_layout, check=_stacked,
          varied=SceneSpec(placements=(Placement("green_block", sc.LEFT_BLOCKS),
                                       Placement("purple_block", sc.LEFT_BLOCKS)),
-                          pool=("red_block", "blue_block", "orange_block", "cup", "plate"))),
+                          pool=("red_block", "blue_block", "orange_block", "cup", "plate"),
+                          crowd=(Placement("blue_block", sc.LEFT_BLOCKS),))),
     Task(name="put_green_in_cup",
          instructions=("put the green block in the cup",
                        "place the green cube into the cup",
@@ -280,7 +282,8 @@ TASKS: dict[str, Task] = {t.name: t for t in (
          layout=_cup_layout, check=_in_cup("green_block"),
          varied=SceneSpec(placements=(Placement("green_block", sc.LEFT_BLOCKS),
                                       Placement("cup", sc.LEFT_CUP, sc.NO_YAW)),
-                          pool=("red_block", "blue_block", "purple_block", "orange_block", "plate"))),
+                          pool=("red_block", "blue_block", "purple_block", "orange_block", "plate"),
+                          crowd=(Placement("purple_block", sc.LEFT_BLOCKS),))),
     # The right arm stacks too, red and orange on purple: with red and blue both placed on the plate,
     # the (block, destination) pairs the right arm is taught fill a 3 x 2 grid but for one cell.
     _right_stack_on_purple("red", "stack_red_on_purple",
@@ -312,7 +315,7 @@ TASKS: dict[str, Task] = {t.name: t for t in (
                             "put the blue cube onto the purple one",
                             "pick up the blue block and put it on the purple block"),
                            distractors=("green_block",), pool=("red_block", "orange_block", "cup"), extra=(0, 1),
-                           training=False),
+                           training=False, crowd="red_block"),
 )}
 TRAINING_TASKS: tuple[str, ...] = tuple(name for name, task in TASKS.items() if task.training)
 EVALUATION_ONLY_TASKS: tuple[str, ...] = tuple(name for name, task in TASKS.items() if not task.training)

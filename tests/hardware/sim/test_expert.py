@@ -35,6 +35,16 @@ def test_expert_succeeds_in_varied_scenes(varied_env, task):
         assert result.success, f"{task} varied seed {seed} failed after {result.steps} ticks"
 
 
+@pytest.mark.parametrize("task", [name for name, t in TASKS.items() if t.varied.crowd])
+def test_expert_succeeds_in_crowded_scenes(task):
+    """A third block in the task's region, beside the one to pick: the expert still does it."""
+    with SimEnv(SimConfig(width=64, height=48, scenes="crowded")) as env:
+        for seed in (5, 23):
+            result = run_expert_episode(env, task, seed)
+            assert result.success, f"{task} crowded seed {seed} failed after {result.steps} ticks"
+            assert len([c for c in TASKS[task].varied.crowd if c.name in env.layout]) == 1
+
+
 @pytest.mark.parametrize("scenes", ["classic", "varied"])
 def test_expert_is_smooth_and_within_the_per_tick_cap(env, varied_env, scenes):
     max_step = np.asarray(ALOHA_SPEC.max_step)

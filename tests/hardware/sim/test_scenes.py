@@ -80,6 +80,23 @@ def test_footprints_match_the_scene(env):
         assert radius >= half_diag - 1e-3, name
 
 
+@pytest.mark.parametrize("task", [name for name, t in TASKS.items() if t.varied.crowd])
+def test_crowded_scenes_add_unnamed_objects_beside_the_task_objects_and_leave_varied_scenes_alone(task):
+    import dataclasses
+    spec = TASKS[task].varied
+    bare = dataclasses.replace(spec, crowd=())
+    for seed in SEEDS:
+        crowded = TASKS[task].scene_layout(np.random.default_rng(seed), scenes="crowded")
+        assert sc.spacing_ok(crowded), crowded
+        for p in (*spec.placements, *spec.crowd):
+            assert p.region.contains(*crowded[p.name][:2]), (p.name, crowded[p.name])
+        assert not {c.name for c in spec.crowd} & named_objects(task), task
+        assert set(crowded) - named_objects(task) - {c.name for c in spec.crowd}, f"{task}: no distractor"
+        # the crowd changes nothing in a varied scene: the same draws as a spec without one
+        varied = TASKS[task].scene_layout(np.random.default_rng(seed), scenes="varied")
+        assert varied == sc.varied_layout(bare, np.random.default_rng(seed))
+
+
 @pytest.mark.parametrize("task", list(TASKS))
 def test_varied_layouts_spread_keep_spacing_and_show_a_distractor(task):
     spec = TASKS[task].varied
