@@ -82,7 +82,8 @@ def parse_args(argv: list[str] | None = None) -> StackConfig:
     p.add_argument("--scenes", choices=SCENES, default="classic",
                    help="sim scenes: classic (objects a few cm around fixed slots; the shipped sim-tiny) or varied "
                         "(anywhere in table regions, turned, with distractors; use --checkpoint "
-                        "assets/checkpoints/sim-tiny-varied)")
+                        "assets/checkpoints/sim-tiny-varied) or crowded (varied, plus a look-alike block "
+                        "beside the one to pick)")
     p.add_argument("--camera-fps", type=int, default=30, help="sim camera rate (default 30)")
     p.add_argument("--no-browser", action="store_true", help="do not open a browser tab")
     args = p.parse_args(argv)

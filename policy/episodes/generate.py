@@ -12,8 +12,10 @@ TRAIN_SEED_LIMIT = 1_000_000; held-out evaluation (policy.evaluate) uses seeds f
 EVAL_SEED_BASE = 1_000_000 upward, so training and evaluation layouts never overlap.
 The instruction of an episode is one of the task's phrasings, drawn by its seed (training swaps
 it for phrasings of the instruction grammar, hardware/sim/instructions.py, at every step).
-Scenes: --scenes varied (the default: objects anywhere in table regions, random yaw, distractors)
-or classic (a few cm around fixed slots); the episode's metadata records which.
+Scenes: --scenes varied (the default: objects anywhere in table regions, random yaw, distractors),
+crowded (varied, plus a block no instruction names in the task's own region, beside the one to
+pick: hardware/sim/scenes.py SceneSpec.crowd) or classic (a few cm around fixed slots); the
+episode's metadata records which.
 Recoveries (--action-noise STD, radians): the arm joints EXECUTE the expert's action plus a slowly
 drifting offset (a first-order autoregressive process per joint, stationary std STD, drawn from the
 seed), while the dataset RECORDS the expert's clean action beside the state the noise led to. A
@@ -255,7 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True, help="dataset directory (created, or resumed)")
     p.add_argument("--tasks", default="all", help="'all' (the training tasks) or comma-separated task names")
-    p.add_argument("--scenes", default="varied", help="varied (objects anywhere in table regions) or classic")
+    p.add_argument("--scenes", default="varied", help="varied (objects anywhere in table regions), crowded (varied plus a "
+                   "block beside the one to pick) or classic")
     p.add_argument("--episodes-per-task", type=int, required=True)
     p.add_argument("--seed-offset", type=int, default=0, help="first seed tried for every task")
     p.add_argument("--width", type=int, default=320)
