@@ -132,7 +132,8 @@ def varied_layout(spec: SceneSpec, rng: np.random.Generator, tries: int = 200, r
     generalisation; the same draws as 1.0 otherwise). crowded: add spec.crowd in its regions
     (varied scenes' draws are unchanged by the crowd)."""
     crowd = spec.crowd if crowded else ()
-    pool = tuple(name for name in spec.pool if name not in {c.name for c in crowd})
+    crowd_names = {c.name for c in crowd}
+    pool = tuple(name for name in spec.pool if name not in crowd_names)
     for _ in range(restarts):
         k = int(rng.integers(min(spec.extra[0], len(pool)), min(spec.extra[1], len(pool)) + 1))
         picked = [pool[i] for i in rng.permutation(len(pool))[:k]]

@@ -217,7 +217,8 @@ def _right_stack_on_purple(colour: str, name: str, instructions: tuple[str, ...]
     block = f"{colour}_block"
     return Task(
         name=name, instructions=instructions, max_steps=100, objects=(block, "purple_block", "plate"),
-        moved=block, destination="purple_block", arms=("right",), layout=lambda rng, jitter: _two_blocks_layout(rng, jitter, (block, "purple_block")),
+        moved=block, destination="purple_block", arms=("right",),
+        layout=lambda rng, jitter: _two_blocks_layout(rng, jitter, (block, "purple_block")),
         check=_stacked_on(block, "purple_block"), training=training,
         varied=SceneSpec(placements=(Placement(block, sc.RIGHT_BLOCKS), Placement("purple_block", sc.RIGHT_BLOCKS),
                                      Placement("plate", sc.RIGHT_PLATE, sc.NO_YAW)),

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from app.tools.proc_probes import cmdline_args
 from policy.child_process import child_command
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
@@ -19,14 +20,6 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _cmdline(pid: int) -> list[str]:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return [a.decode() for a in f.read().split(b"\0") if a]
-    except FileNotFoundError:
-        return []
-
-
 def test_the_child_dies_when_its_parent_is_killed():
     # A parent that starts a long sleep through child_command and then waits; kill -9 the parent.
     parent_code = ("import signal, subprocess, sys, time\n"
@@ -38,9 +31,9 @@ def test_the_child_dies_when_its_parent_is_killed():
     try:
         child_pid = int(parent.stdout.readline())
         deadline = time.monotonic() + 10        # setpriv has set the signal once it has exec'd sleep
-        while _cmdline(child_pid)[:1] != ["sleep"] and time.monotonic() < deadline:
+        while (cmdline_args(child_pid) or [])[:1] != [b"sleep"] and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert _cmdline(child_pid) == ["sleep", "60"]
+        assert cmdline_args(child_pid) == [b"sleep", b"60"]
         parent.kill()
         parent.wait()
         deadline = time.monotonic() + 10
